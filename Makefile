@@ -1,0 +1,39 @@
+# The two commands a newcomer needs are `make run` and `make test`; the other targets are the
+# pipeline stages the Jenkinsfile calls, each runnable on a laptop.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+STAMP := $(VENV)/.installed-stamp
+
+export MODEL_STORE ?= store
+export MODEL_NAME ?= digits
+export PORT ?= 8080
+
+.PHONY: help venv run serve train-default test lint
+
+help: ## list the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | sort
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP) ## create .venv and install the pinned dependencies
+
+train-default: $(STAMP) ## train and publish the default model unless the store has one
+	$(PY) -m model train --if-empty --promote production
+
+run: train-default ## set up, train the default model if the store has none, serve on 127.0.0.1:$PORT
+	$(PY) -m model list
+	@echo "serving $(MODEL_NAME) from $(MODEL_STORE) on http://127.0.0.1:$(PORT)"
+	exec $(BIN)/gunicorn --config service/gunicorn.conf.py 'service.wsgi:app'
+
+test: $(STAMP) ## run the whole test suite
+	$(BIN)/ruff check .
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: $(STAMP) ## ruff
+	$(BIN)/ruff check .
