@@ -1,0 +1,67 @@
+"""The quality gate: refuse a candidate that is worse than what an alias serves today."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from model.errors import GateError, NotFoundError
+from model.store import DEFAULT_ALIAS, ModelStore
+
+DEFAULT_METRIC = "macro_f1"
+DEFAULT_TOLERANCE = 0.01
+METRICS = ("accuracy", "macro_f1")
+
+
+@dataclass(frozen=True)
+class GateResult:
+    """What was compared and whether the candidate passes."""
+
+    metric: str
+    candidate: float
+    baseline: float | None
+    baseline_version: str | None
+    tolerance: float
+    passed: bool
+
+    def describe(self) -> str:
+        if self.baseline is None:
+            return f"gate: no baseline, candidate {self.metric}={self.candidate:.4f} passes"
+        verdict = "passes" if self.passed else "FAILS"
+        return (
+            f"gate: candidate {self.metric}={self.candidate:.4f} vs {self.baseline_version} "
+            f"{self.metric}={self.baseline:.4f} (tolerance {self.tolerance}): {verdict}"
+        )
+
+
+def compare(
+    candidate: dict, baseline: dict | None, *, metric: str, tolerance: float
+) -> GateResult:
+    """Compare two manifests on one metric; higher is better."""
+    if metric not in METRICS:
+        raise GateError(f"unknown gate metric {metric!r}: use one of {', '.join(METRICS)}")
+    value = float(candidate["metrics"][metric])
+    if baseline is None or metric not in baseline.get("metrics", {}):
+        return GateResult(metric, value, None, None, tolerance, True)
+    base = float(baseline["metrics"][metric])
+    return GateResult(metric, value, base, baseline["version"], tolerance, value >= base - tolerance)
+
+
+def check_gate(
+    store: ModelStore,
+    candidate: dict,
+    *,
+    alias: str = DEFAULT_ALIAS,
+    metric: str = DEFAULT_METRIC,
+    tolerance: float = DEFAULT_TOLERANCE,
+    force: bool = False,
+) -> GateResult:
+    """Compare a candidate manifest with the alias's current target; raise GateError if worse."""
+    try:
+        current = store.resolve(candidate["name"], alias=alias)
+        baseline = store.manifest(candidate["name"], current)
+    except NotFoundError:
+        baseline = None
+    result = compare(candidate, baseline, metric=metric, tolerance=tolerance)
+    if not result.passed and not force:
+        raise GateError(result.describe() + " (use --force to override)")
+    return result

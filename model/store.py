@@ -1,0 +1,215 @@
+"""The model store: immutable versions and movable aliases, on a local folder or S3.
+
+Layout (the same on both backends)::
+
+    <store>/<name>/versions/<version>/model.joblib
+    <store>/<name>/versions/<version>/manifest.json
+    <store>/<name>/aliases/<alias>.json
+
+A version is complete only once its manifest exists: publishing writes the pickle first and the
+manifest last, so a crash in between leaves nothing that is listed or loaded.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from model.artifact import ARTIFACT_FILE, MANIFEST_FILE, validate_manifest
+from model.backends import open_backend
+from model.errors import ConflictError, IntegrityError, NotFoundError, StoreError
+
+DEFAULT_ALIAS = "production"
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_VERSION_RE = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{8}$")
+
+
+def check_name(kind: str, value: str) -> str:
+    """Refuse names that would escape the layout (slashes, dots, empty)."""
+    if not value or not _NAME_RE.match(value) or value in (".", ".."):
+        raise StoreError(
+            f"invalid {kind} {value!r}: use letters, digits, '.', '_' or '-' (max 128 characters)"
+        )
+    return value
+
+
+def check_version(version: str) -> str:
+    """Refuse a string that is not a version id (e.g. 20261122T013000Z-3f9a1c2b)."""
+    if not _VERSION_RE.match(version or ""):
+        raise NotFoundError(
+            f"{version!r} is not a version id (expected e.g. 20261122T013000Z-3f9a1c2b)"
+        )
+    return version
+
+
+@dataclass(frozen=True)
+class Alias:
+    """Where an alias points, where it pointed before, and the token a conditional move needs."""
+
+    name: str
+    version: str
+    previous: str | None
+    updated_at: str
+    etag: str
+
+    def to_json(self) -> dict:
+        return {
+            "alias": self.name,
+            "version": self.version,
+            "previous": self.previous,
+            "updated_at": self.updated_at,
+        }
+
+
+class ModelStore:
+    """Versions and aliases of named models in one store (see the module docstring)."""
+
+    def __init__(self, uri: str, *, s3_client=None):
+        self.backend = open_backend(uri, s3_client=s3_client)
+        self.uri = self.backend.uri
+
+    # -- keys -----------------------------------------------------------------------------
+    @staticmethod
+    def _version_key(name: str, version: str, file: str) -> str:
+        return f"{check_name('model name', name)}/versions/{check_version(version)}/{file}"
+
+    @staticmethod
+    def _alias_key(name: str, alias: str) -> str:
+        return f"{check_name('model name', name)}/aliases/{check_name('alias', alias)}.json"
+
+    # -- versions -------------------------------------------------------------------------
+    def models(self) -> list[str]:
+        """Names of the models that have at least one complete version."""
+        names = set()
+        for key in self.backend.list_keys(""):
+            parts = key.split("/")
+            if len(parts) == 4 and parts[1] == "versions" and parts[3] == MANIFEST_FILE:
+                names.add(parts[0])
+        return sorted(names)
+
+    def versions(self, name: str) -> list[str]:
+        """Complete versions of a model, newest first. Versions without a manifest are skipped."""
+        check_name("model name", name)
+        found = []
+        for key in self.backend.list_keys(f"{name}/versions"):
+            parts = key.split("/")
+            if len(parts) == 4 and parts[3] == MANIFEST_FILE and _VERSION_RE.match(parts[2]):
+                found.append(parts[2])
+        return sorted(found, reverse=True)
+
+    def manifest(self, name: str, version: str) -> dict:
+        """The manifest of one complete version (validated)."""
+        try:
+            data, _ = self.backend.read(self._version_key(name, version, MANIFEST_FILE))
+        except NotFoundError:
+            if not self.versions(name):
+                raise NotFoundError(f"model {name!r} has no versions in {self.uri}") from None
+            raise NotFoundError(f"version {version!r} of model {name!r} not found") from None
+        try:
+            manifest = json.loads(data)
+        except ValueError:
+            raise IntegrityError(f"manifest of {name} {version} is not valid JSON") from None
+        validate_manifest(manifest)
+        if manifest["name"] != name or manifest["version"] != version:
+            raise IntegrityError(
+                f"manifest at {name}/{version} describes {manifest['name']}/{manifest['version']}"
+            )
+        return manifest
+
+    def read_artifact(self, name: str, version: str) -> bytes:
+        """The pickle's bytes, unverified: callers check them against the manifest."""
+        try:
+            data, _ = self.backend.read(self._version_key(name, version, ARTIFACT_FILE))
+        except NotFoundError:
+            raise IntegrityError(f"artifact of {name} {version} is missing") from None
+        return data
+
+    def publish(self, artifact: bytes, manifest: dict) -> dict:
+        """Publish a new version: the pickle first, the manifest last (create-only).
+
+        The version id comes from the manifest. If the manifest write fails, the orphan pickle is
+        removed on a best-effort basis; either way the version is not listed.
+        """
+        validate_manifest(manifest)
+        name, version = manifest["name"], manifest["version"]
+        self.backend.check()
+        manifest_key = self._version_key(name, version, MANIFEST_FILE)
+        if self.backend.exists(manifest_key):
+            raise ConflictError(f"version {version} of {name} already exists; versions are immutable")
+        self.backend.write(self._version_key(name, version, ARTIFACT_FILE), artifact)
+        self.backend.create(manifest_key, _dump(manifest))
+        return manifest
+
+    # -- aliases --------------------------------------------------------------------------
+    def alias(self, name: str, alias: str = DEFAULT_ALIAS) -> Alias | None:
+        """Read an alias, or None if it was never set."""
+        try:
+            data, etag = self.backend.read(self._alias_key(name, alias))
+        except NotFoundError:
+            return None
+        try:
+            record = json.loads(data)
+            return Alias(alias, record["version"], record.get("previous"), record["updated_at"], etag)
+        except (ValueError, KeyError, TypeError):
+            raise IntegrityError(f"alias {alias!r} of {name} is not a valid alias record") from None
+
+    def aliases(self, name: str) -> dict[str, Alias]:
+        """All aliases of a model, by alias name."""
+        found = {}
+        for key in self.backend.list_keys(f"{check_name('model name', name)}/aliases"):
+            stem = key.rsplit("/", 1)[-1]
+            if stem.endswith(".json"):
+                record = self.alias(name, stem[: -len(".json")])
+                if record:
+                    found[record.name] = record
+        return found
+
+    def move_alias(
+        self, name: str, alias: str, version: str, *, expected: Alias | str | None = "read"
+    ) -> Alias:
+        """Point `alias` at `version`, keeping its old target as `previous`.
+
+        The write is conditional on the alias still being what was read (`expected`; by default it
+        is read here), so of two concurrent moves one wins and the other gets ConflictError.
+        """
+        self.manifest(name, version)  # refuse unknown or incomplete versions
+        current = self.alias(name, alias) if expected == "read" else expected
+        record = {
+            "alias": alias,
+            "version": version,
+            "previous": current.version if current else None,
+            "updated_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        }
+        key = self._alias_key(name, alias)
+        self.backend.write_if(key, _dump(record), current.etag if current else None)
+        moved = self.alias(name, alias)
+        assert moved is not None
+        return moved
+
+    def rollback(self, name: str, alias: str = DEFAULT_ALIAS) -> Alias:
+        """Move an alias back to its previous version (the previous becomes the one rolled from)."""
+        current = self.alias(name, alias)
+        if current is None:
+            raise NotFoundError(f"alias {alias!r} of model {name!r} is not set")
+        if not current.previous:
+            raise NotFoundError(f"alias {alias!r} of {name} has no previous version to roll back to")
+        return self.move_alias(name, alias, current.previous, expected=current)
+
+    def resolve(self, name: str, *, alias: str | None = None, version: str | None = None) -> str:
+        """The concrete version a (pinned version | alias) selects; a pin wins over an alias."""
+        if version:
+            self.manifest(name, version)
+            return version
+        alias = alias or DEFAULT_ALIAS
+        record = self.alias(name, alias)
+        if record is None:
+            if not self.versions(name):
+                raise NotFoundError(f"model {name!r} has no versions in {self.uri}")
+            raise NotFoundError(f"alias {alias!r} of model {name!r} is not set")
+        return record.version
+
+
+def _dump(obj: dict) -> bytes:
+    return (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode()

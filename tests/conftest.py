@@ -1,0 +1,125 @@
+"""Shared fixtures: a moto server on 127.0.0.1, stores on both backends, a tiny trained model.
+
+AWS is reached only through `AWS_ENDPOINT_URL` pointing at the moto server that this session
+starts, so the code under test runs the same boto3 path it runs against AWS.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+# No test may reach real AWS: fake credentials and a region, set before any client is built.
+for _key, _value in {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_REGION": "us-east-1",
+}.items():
+    os.environ[_key] = _value
+for _key in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "MODEL_STORE", "MODEL_NAME", "MODEL_VERSION"):
+    os.environ.pop(_key, None)
+# moto's ECS only reports a service as stable (running == desired) with this set in its process.
+os.environ["MOTO_ECS_SERVICE_RUNNING"] = "1"
+
+
+def require_tool(name: str, reason: str = "") -> str:
+    """Path of a system tool; skip the test without it, but fail in CI where it must exist."""
+    path = shutil.which(name)
+    if path:
+        return path
+    message = f"{name} is not installed{': ' + reason if reason else ''} (.ci/run installs it)"
+    if IN_CI:
+        pytest.fail(f"CI must run this test: {message}")
+    pytest.skip(message)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint():
+    """URL of a moto server (S3, ECR, ECS, EC2, ...) on 127.0.0.1 for the whole session."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def aws_env(moto_endpoint, monkeypatch):
+    """Point boto3 (in this process and in subprocesses) at the moto server."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
+    return {**os.environ, "AWS_ENDPOINT_URL": moto_endpoint}
+
+
+@pytest.fixture
+def s3_bucket(aws_env):
+    """A fresh, empty bucket on the moto server."""
+    import boto3
+
+    name = f"models-{uuid.uuid4().hex[:12]}"
+    boto3.client("s3").create_bucket(Bucket=name)
+    return name
+
+
+@pytest.fixture(params=["local", "s3"])
+def store_uri(request, tmp_path):
+    """A store URI on each backend: a temporary folder, and a prefix in a fresh moto bucket."""
+    if request.param == "local":
+        return str(tmp_path / "store")
+    bucket = request.getfixturevalue("s3_bucket")
+    return f"s3://{bucket}/team/models"
+
+
+@pytest.fixture(scope="session")
+def trained_digits():
+    """(artifact bytes, manifest) of the default model, trained once per session."""
+    from model.data import load_dataset
+    from model.train import train
+
+    return train(load_dataset("digits"), name="digits")
+
+
+@pytest.fixture
+def local_store(tmp_path, trained_digits):
+    """A local store holding one published digits version with `production` pointing at it."""
+    from model.store import ModelStore
+
+    uri = str(tmp_path / "store")
+    store = ModelStore(uri)
+    artifact, manifest = trained_digits
+    store.publish(artifact, manifest)
+    store.move_alias("digits", "production", manifest["version"])
+    return uri
+
+
+def run_cli(*args: str, env: dict | None = None, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    """Run `python -m model ...` as a user would, capturing its output."""
+    return subprocess.run(
+        [PYTHON, "-m", "model", *args],
+        capture_output=True,
+        text=True,
+        env=env or os.environ.copy(),
+        cwd=cwd,
+        timeout=300,
+    )
