@@ -37,3 +37,27 @@ test: $(STAMP) ## run the whole test suite
 
 lint: $(STAMP) ## ruff
 	$(BIN)/ruff check .
+
+# ---- train pipeline stages (Jenkinsfile: Train) ---------------------------------------------
+CANDIDATE ?= build/candidate
+DATASET ?= digits
+GATE_ARGS ?=
+
+.PHONY: train gate publish promote
+train: $(STAMP) ## train and evaluate a candidate into $(CANDIDATE) (no publish)
+	rm -rf $(CANDIDATE)
+	$(PY) -m model train --dataset $(DATASET) --out $(CANDIDATE)
+
+gate: $(STAMP) ## quality gate: the candidate against the current production model
+	$(PY) -m model gate $(CANDIDATE) $(GATE_ARGS)
+
+publish: $(STAMP) ## publish the candidate as a new immutable version (no alias moved)
+	$(PY) -m model publish $(CANDIDATE) $(GATE_ARGS) --version-file $(CANDIDATE)/published-version
+
+promote: $(STAMP) ## move the production alias to the version `make publish` wrote
+	$(PY) -m model promote "$$(cat $(CANDIDATE)/published-version)" --alias production $(GATE_ARGS)
+
+# ---- deploy pipeline stages (Jenkinsfile: Deploy) -------------------------------------------
+# (image, smoke, push, rollout targets: see the operations section of the README)
+
+# ---- local runs of whole pipelines -----------------------------------------------------------
