@@ -213,7 +213,11 @@ class S3Backend:
             token = page["NextContinuationToken"]
 
     def check(self) -> None:
-        self._call("bucket", self.client.head_bucket)
+        try:
+            self._call("bucket", self.client.head_bucket)
+        except NotFoundError:
+            # HEAD has no body, so a missing bucket is a bare 404 rather than NoSuchBucket.
+            raise StoreError(f"bucket {self.bucket!r} does not exist") from None
 
 
 def open_backend(uri: str, *, s3_client=None) -> LocalBackend | S3Backend:

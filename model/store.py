@@ -101,8 +101,9 @@ class ModelStore:
 
     def manifest(self, name: str, version: str) -> dict:
         """The manifest of one complete version (validated)."""
+        key = self._version_key(name, version, MANIFEST_FILE)
         try:
-            data, _ = self.backend.read(self._version_key(name, version, MANIFEST_FILE))
+            data, _ = self.backend.read(key)
         except NotFoundError:
             if not self.versions(name):
                 raise NotFoundError(f"model {name!r} has no versions in {self.uri}") from None
