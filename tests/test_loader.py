@@ -66,7 +66,7 @@ def test_scikit_learn_version_mismatch_is_refused(published):
     store.backend.write(
         f"digits/versions/{manifest['version']}/manifest.json", json.dumps(old).encode()
     )
-    with pytest.raises(IncompatibleError, match="scikit-learn 0.24.2"):
+    with pytest.raises(IncompatibleError, match=r"scikit-learn 0\.24\.2"):
         load_model(store, "digits")
 
 

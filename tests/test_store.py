@@ -170,7 +170,7 @@ def test_unknown_names_versions_and_aliases(store_uri, trained_digits):
     "uri", ["s3://", "s3://Bad_Bucket/x", "ftp://host/path", "file://remote-host/x", "  "]
 )
 def test_malformed_store_uri(uri):
-    with pytest.raises(StoreError, match="malformed|empty"):
+    with pytest.raises(StoreError, match=r"malformed|empty"):
         ModelStore(uri)
 
 

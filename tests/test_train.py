@@ -52,7 +52,7 @@ def test_training_is_reproducible():
 def test_text_model_from_csv(tmp_path):
     dataset = load_dataset(str(write_text_csv(tmp_path / "t.csv")), label_column="topic",
                            text_column="text")
-    artifact, manifest = train(dataset, name="topics")
+    _, manifest = train(dataset, name="topics")
     assert manifest["input_schema"] == {"type": "text"}
     assert manifest["classes"] == ["cooking", "space", "sports"]
     assert manifest["metrics"]["accuracy"] > 0.9
