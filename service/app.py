@@ -1,0 +1,211 @@
+"""The Flask app: routes, JSON errors, request ids, access log and metrics.
+
+`create_app()` builds the app but loads no model; the gunicorn worker hook (service/gunicorn.conf.py)
+calls `start_model(app)` in each worker, so every worker loads and verifies its own copy.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from flask import Flask, Response, g, render_template, request
+from werkzeug.exceptions import HTTPException
+
+from service import logs
+from service.config import Settings
+from service.errors import ApiError, InvalidInput, InvalidJson, NotReady, UnsupportedMediaType
+from service.holder import ModelHolder
+from service.metrics import Metrics
+from service.openapi import build_spec
+
+log = logging.getLogger("service.app")
+access_log = logging.getLogger("service.access")
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:/+=-]{1,128}$")
+_HTTP_CODES = {
+    400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "too_large",
+    415: "unsupported_media_type", 431: "headers_too_large",
+}
+JSON = "application/json"
+
+
+@dataclass
+class Service:
+    """What the routes share: settings, this worker's model holder and the metrics."""
+
+    settings: Settings
+    holder: ModelHolder
+    metrics: Metrics
+
+
+def create_app(config: Mapping[str, object] | None = None) -> Flask:
+    """Build the app; `config` overrides environment variables by name (e.g. {"MODEL_STORE": ...})."""
+    overrides = {key: str(value) for key, value in (config or {}).items() if value is not None}
+    settings = Settings.from_env({**os.environ, **overrides})
+    logs.configure(settings.log_level)
+
+    app = Flask(__name__)
+    app.config.from_mapping(config or {})
+    # Werkzeug refuses bigger bodies (Content-Length or streamed) with 413 before we read them.
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    metrics = Metrics(settings.prometheus_multiproc_dir)
+    holder = ModelHolder(settings, on_loaded=lambda predictor: metrics.model_loaded(predictor.info))
+    service = Service(settings, holder, metrics)
+    app.extensions["service"] = service
+
+    _register_hooks(app, service)
+    _register_errors(app, service)
+    _register_routes(app, service)
+    return app
+
+
+def start_model(app: Flask, wait: float | None = None) -> bool:
+    """Begin loading the model in this process (see ModelHolder.start); True once it is loaded."""
+    return app.extensions["service"].holder.start(wait)
+
+
+def _json_response(payload, status: int = 200, headers=None) -> Response:
+    return Response(json.dumps(payload), status=status, mimetype=JSON, headers=headers)
+
+
+def _register_hooks(app: Flask, service: Service) -> None:
+    @app.before_request
+    def _start():
+        g.start = time.perf_counter()
+        incoming = request.headers.get("X-Request-ID", "")
+        g.request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+
+    @app.after_request
+    def _finish(response: Response) -> Response:
+        elapsed = time.perf_counter() - g.get("start", time.perf_counter())
+        response.headers["X-Request-ID"] = g.get("request_id", "")
+        rule = request.url_rule.rule if request.url_rule is not None else "unmatched"
+        service.metrics.observe(rule, request.method, response.status_code, elapsed)
+        access_log.info(
+            "%s %s %s", request.method, request.path, response.status_code,
+            extra={
+                "method": request.method, "path": request.path, "status": response.status_code,
+                "duration_ms": round(elapsed * 1000, 3), "bytes": response.content_length,
+                "remote_addr": request.remote_addr,
+            },
+        )
+        return response
+
+
+def _register_errors(app: Flask, service: Service) -> None:
+    @app.errorhandler(ApiError)
+    def _api_error(exc: ApiError):
+        service.metrics.errors.labels(exc.code).inc()
+        return _json_response(exc.to_json(), exc.status)
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException):
+        status = exc.code or 500
+        code = _HTTP_CODES.get(status, "http_error")
+        message = exc.description or exc.name
+        if status == 404:
+            message = f"no endpoint {request.path}: see GET /openapi.json for the API"
+        elif status == 405:
+            allowed = ", ".join(getattr(exc, "valid_methods", None) or [])
+            message = f"{request.method} is not allowed on {request.path}; use {allowed}"
+        elif status == 413:
+            message = (
+                f"the body is larger than {service.settings.max_body_bytes} bytes: send fewer instances "
+                "per request"
+            )
+        service.metrics.errors.labels(code).inc()
+        headers = [(k, v) for k, v in exc.get_headers() if k.lower() != "content-type"]
+        return _json_response({"error": {"code": code, "message": message}}, status, headers)
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception):
+        # The traceback stays in the server's log; the client gets the request id to quote.
+        log.exception("unhandled error")
+        service.metrics.errors.labels("internal").inc()
+        message = f"internal error; quote request id {g.get('request_id', '?')} when reporting it"
+        return _json_response({"error": {"code": "internal", "message": message}}, 500)
+
+
+def _reject_constant(name: str):
+    raise InvalidInput(f"{name} is not a number the model accepts: send finite numbers only")
+
+
+def _parse_body():
+    if not request.is_json:
+        raise UnsupportedMediaType(
+            "send the body as JSON with 'Content-Type: application/json' "
+            f"(got {request.mimetype or 'none'!r})"
+        )
+    data = request.get_data(cache=False)
+    try:
+        return json.loads(data, parse_constant=_reject_constant)
+    except RecursionError:
+        raise InvalidJson("the body is nested too deeply to be a request") from None
+    except ValueError as exc:
+        detail = exc.msg if isinstance(exc, json.JSONDecodeError) else "not UTF-8 text"
+        where = f" at line {exc.lineno} column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else ""
+        raise InvalidJson(f"the body is not valid JSON: {detail}{where}") from None
+
+
+def _register_routes(app: Flask, service: Service) -> None:
+    holder, metrics, settings = service.holder, service.metrics, service.settings
+
+    def predictor():
+        current = holder.predictor
+        if current is None:
+            raise NotReady(f"no verified model is loaded yet ({holder.error}); retry shortly")
+        return current
+
+    def predict():
+        model = predictor()
+        instances = model.check_batch(_parse_body())
+        predictions, labels = model.predict(model.to_matrix(instances))
+        metrics.count_predictions(labels)
+        return _json_response({"model": model.info, "predictions": predictions})
+
+    def ready():
+        model = predictor()
+        return _json_response({"status": "ready", "model": model.info})
+
+    app.add_url_rule("/predict", "predict", predict, methods=["POST"])
+    app.add_url_rule("/invocations", "invocations", predict, methods=["POST"])
+    app.add_url_rule("/ready", "ready", ready)
+    app.add_url_rule("/ping", "ping", ready)
+
+    @app.get("/health")
+    def health():
+        return _json_response({"status": "alive"})
+
+    @app.get("/model")
+    def model_manifest():
+        return _json_response(predictor().manifest)
+
+    @app.get("/metrics")
+    def metrics_text():
+        return Response(metrics.render(), mimetype=None, content_type=metrics.content_type)
+
+    @app.get("/openapi.json")
+    def openapi():
+        return _json_response(build_spec(holder.predictor, settings.max_batch, settings.max_body_bytes))
+
+    @app.get("/")
+    def page():
+        current = holder.predictor
+        if current is None:
+            return render_template("index.html", model=None, error=holder.error), 503
+        manifest = current.manifest
+        return render_template(
+            "index.html",
+            model=current,
+            manifest=manifest,
+            example=json.dumps(manifest.get("example")) if current.kind == "tabular"
+            else manifest.get("example") or "",
+            max_batch=settings.max_batch,
+        )

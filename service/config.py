@@ -1,0 +1,125 @@
+"""Service settings: every environment variable the service reads, parsed in one place.
+
+`Settings.from_env(environ)` is the only function that looks at the environment; the app factory and
+the gunicorn config both call it, so a variable means the same thing everywhere. A bad value is a
+`ConfigError` naming the variable, raised before anything starts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+class ConfigError(ValueError):
+    """An environment variable has a value the service cannot use."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Typed, immutable service configuration (see README, section "The service")."""
+
+    model_store: str = "store"
+    model_name: str = "digits"
+    model_alias: str = "production"
+    model_version: str | None = None
+    model_cache_dir: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8080
+    bind: str | None = None
+    workers: int = 2
+    max_batch: int = 1000
+    max_body_bytes: int = 1024 * 1024
+    log_level: str = "INFO"
+    # gunicorn: graceful_timeout must stay below the ECS container stopTimeout (30 s) so in-flight
+    # requests finish before the container is killed.
+    timeout: int = 30
+    graceful_timeout: int = 20
+    pidfile: str | None = None
+    prometheus_multiproc_dir: str | None = None
+    # Model loading in a worker: how long the worker waits for the first attempt before it starts
+    # answering (503 until loaded), and the cap of the exponential retry backoff.
+    load_wait: float = 15.0
+    retry_initial: float = 0.5
+    retry_max: float = 30.0
+
+    @property
+    def address(self) -> str:
+        """The host:port gunicorn binds: BIND if set (a host, or host:port), else HOST:PORT."""
+        if self.bind:
+            return self.bind if ":" in self.bind else f"{self.bind}:{self.port}"
+        return f"{self.host}:{self.port}"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> Settings:
+        """Build the settings from environment variables (unset or empty means the default)."""
+
+        def get(key: str) -> str | None:
+            value = environ.get(key)
+            return value.strip() if value is not None and value.strip() != "" else None
+
+        defaults = {f.name: f.default for f in fields(cls)}
+
+        def integer(key: str, field: str, minimum: int = 1) -> int:
+            raw = get(key)
+            if raw is None:
+                return defaults[field]
+            try:
+                value = int(raw)
+            except ValueError:
+                raise ConfigError(f"{key} must be an integer, got {raw!r}") from None
+            if value < minimum:
+                raise ConfigError(f"{key} must be at least {minimum}, got {value}")
+            return value
+
+        def number(key: str, field: str) -> float:
+            raw = get(key)
+            if raw is None:
+                return defaults[field]
+            try:
+                value = float(raw)
+            except ValueError:
+                raise ConfigError(f"{key} must be a number of seconds, got {raw!r}") from None
+            if not 0 <= value < 3600:
+                raise ConfigError(f"{key} must be between 0 and 3600 seconds, got {raw}")
+            return value
+
+        log_level = (get("LOG_LEVEL") or defaults["log_level"]).upper()
+        if log_level not in LOG_LEVELS:
+            raise ConfigError(f"LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, got {log_level!r}")
+        settings = cls(
+            model_store=get("MODEL_STORE") or defaults["model_store"],
+            model_name=get("MODEL_NAME") or defaults["model_name"],
+            model_alias=get("MODEL_ALIAS") or defaults["model_alias"],
+            model_version=get("MODEL_VERSION"),
+            model_cache_dir=get("MODEL_CACHE_DIR"),
+            host=get("HOST") or defaults["host"],
+            port=integer("PORT", "port"),
+            bind=get("BIND"),
+            workers=integer("WEB_CONCURRENCY", "workers"),
+            max_batch=integer("MAX_BATCH", "max_batch"),
+            max_body_bytes=integer("MAX_BODY_BYTES", "max_body_bytes", minimum=64),
+            log_level=log_level,
+            timeout=integer("GUNICORN_TIMEOUT", "timeout"),
+            graceful_timeout=integer("GUNICORN_GRACEFUL_TIMEOUT", "graceful_timeout"),
+            pidfile=get("PIDFILE"),
+            prometheus_multiproc_dir=get("PROMETHEUS_MULTIPROC_DIR"),
+            load_wait=number("MODEL_LOAD_WAIT", "load_wait"),
+            retry_initial=number("MODEL_RETRY_INITIAL", "retry_initial"),
+            retry_max=number("MODEL_RETRY_MAX", "retry_max"),
+        )
+        if settings.port > 65535:
+            raise ConfigError(f"PORT must be at most 65535, got {settings.port}")
+        if settings.graceful_timeout >= settings.timeout:
+            raise ConfigError(
+                f"GUNICORN_GRACEFUL_TIMEOUT ({settings.graceful_timeout}) must be below "
+                f"GUNICORN_TIMEOUT ({settings.timeout})"
+            )
+        if settings.load_wait >= settings.timeout:
+            # gunicorn kills a worker that has not checked in for `timeout` seconds.
+            raise ConfigError(
+                f"MODEL_LOAD_WAIT ({settings.load_wait}) must be below GUNICORN_TIMEOUT ({settings.timeout})"
+            )
+        return settings

@@ -1,0 +1,64 @@
+"""gunicorn settings for the service: `gunicorn --config service/gunicorn.conf.py 'service.wsgi:app'`.
+
+Values come from service.config.Settings (the environment); command-line flags such as `--bind`,
+`--workers` or `--pid` still win. The model is loaded in each worker after it forks (never in the
+master, never at import), so SIGHUP makes fresh workers load the alias's *current* target while the
+old workers finish their in-flight requests.
+"""
+
+import os
+import sys
+import tempfile
+
+# gunicorn execs this file by path, so the project root may not be importable yet.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from service.config import Settings
+from service.logs import gunicorn_logconfig
+
+_settings = Settings.from_env(os.environ)
+
+bind = _settings.address
+workers = _settings.workers
+worker_class = "sync"
+# Below the ECS container stopTimeout (30 s): in-flight requests finish before SIGKILL.
+graceful_timeout = _settings.graceful_timeout
+timeout = _settings.timeout
+preload_app = False
+pidfile = _settings.pidfile
+# The app writes its own JSON access log (with request id and latency); gunicorn's is off.
+accesslog = None
+logconfig_dict = gunicorn_logconfig(_settings.log_level)
+loglevel = _settings.log_level.lower()
+proc_name = "model-service"
+
+
+def on_starting(server):
+    """Give the workers a shared, empty metrics folder (prometheus_client multiprocess mode)."""
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not path:
+        path = tempfile.mkdtemp(prefix="prometheus-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
+    os.makedirs(path, exist_ok=True)
+    # Samples left by a previous server would be summed into this one's counters.
+    for name in os.listdir(path):
+        if name.endswith(".db"):
+            os.remove(os.path.join(path, name))
+    server.log.info("metrics folder %s", path)
+
+
+def post_worker_init(worker):
+    """Load and verify the model in this worker before it accepts requests (bounded wait)."""
+    from service.app import start_model
+
+    if start_model(worker.wsgi):
+        worker.log.info("worker %s ready", worker.pid)
+    else:
+        worker.log.warning("worker %s started without a model; retrying in the background", worker.pid)
+
+
+def child_exit(server, worker):
+    """Drop the exited worker's live gauges so /metrics shows only running workers' models."""
+    from service.metrics import mark_worker_dead
+
+    mark_worker_dead(worker.pid, os.environ["PROMETHEUS_MULTIPROC_DIR"])

@@ -1,0 +1,88 @@
+"""Prometheus metrics, correct across gunicorn workers (prometheus_client multiprocess mode).
+
+In multiprocess mode every worker writes its samples to files in PROMETHEUS_MULTIPROC_DIR and a
+scrape aggregates all of them, so counts sum over workers whichever worker answers /metrics.
+Without that variable (Flask test client, one process) the app's own registry is used.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter as Tally
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+class Metrics:
+    """The service's metrics; one instance per app."""
+
+    content_type = CONTENT_TYPE_LATEST
+
+    def __init__(self, multiproc_dir: str | None):
+        self.multiproc_dir = multiproc_dir
+        if multiproc_dir:
+            os.makedirs(multiproc_dir, exist_ok=True)
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter(
+            "http_requests_total", "HTTP requests by endpoint, method and status",
+            ["endpoint", "method", "status"], registry=r,
+        )
+        self.latency = Histogram(
+            "http_request_duration_seconds", "Request latency in seconds by endpoint and status",
+            ["endpoint", "status"], buckets=LATENCY_BUCKETS, registry=r,
+        )
+        self.predictions = Counter(
+            "predictions_total", "Predicted instances by predicted class", ["label"], registry=r
+        )
+        self.errors = Counter("errors_total", "Error responses by error code", ["code"], registry=r)
+        # An info-style gauge (Info is not supported in multiprocess mode); livemax drops workers
+        # that exited, so after a reload only the versions being served remain.
+        self.model_info = Gauge(
+            "model_info", "The model loaded by the serving workers (value 1)", ["name", "version"],
+            multiprocess_mode="livemax", registry=r,
+        )
+
+    def observe(self, endpoint: str, method: str, status: int, seconds: float) -> None:
+        """Count one request and its latency."""
+        code = str(status)
+        self.requests.labels(endpoint, method, code).inc()
+        self.latency.labels(endpoint, code).observe(seconds)
+
+    def count_predictions(self, labels: list) -> None:
+        """Count predicted instances by class (one increment per distinct class)."""
+        if len(labels) == 1:
+            self.predictions.labels(str(labels[0])).inc()
+            return
+        for label, n in Tally(labels).items():
+            self.predictions.labels(str(label)).inc(n)
+
+    def model_loaded(self, info: dict) -> None:
+        """Record which model this worker serves."""
+        self.model_info.labels(info["name"], info["version"]).set(1)
+
+    def render(self) -> bytes:
+        """The exposition text of all workers' metrics."""
+        if self.multiproc_dir:
+            from prometheus_client import multiprocess
+
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry, path=self.multiproc_dir)
+            return generate_latest(registry)
+        return generate_latest(self.registry)
+
+
+def mark_worker_dead(pid: int, multiproc_dir: str) -> None:
+    """Drop a dead worker's live gauges (called by the gunicorn master when a worker exits)."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(pid, multiproc_dir)
