@@ -30,8 +30,12 @@ access_log = logging.getLogger("service.access")
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:/+=-]{1,128}$")
 _HTTP_CODES = {
-    400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "too_large",
-    415: "unsupported_media_type", 431: "headers_too_large",
+    400: "bad_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "too_large",
+    415: "unsupported_media_type",
+    431: "headers_too_large",
 }
 JSON = "application/json"
 
@@ -89,10 +93,16 @@ def _register_hooks(app: Flask, service: Service) -> None:
         rule = request.url_rule.rule if request.url_rule is not None else "unmatched"
         service.metrics.observe(rule, request.method, response.status_code, elapsed)
         access_log.info(
-            "%s %s %s", request.method, request.path, response.status_code,
+            "%s %s %s",
+            request.method,
+            request.path,
+            response.status_code,
             extra={
-                "method": request.method, "path": request.path, "status": response.status_code,
-                "duration_ms": round(elapsed * 1000, 3), "bytes": response.content_length,
+                "method": request.method,
+                "path": request.path,
+                "status": response.status_code,
+                "duration_ms": round(elapsed * 1000, 3),
+                "bytes": response.content_length,
                 "remote_addr": request.remote_addr,
             },
         )
@@ -205,7 +215,8 @@ def _register_routes(app: Flask, service: Service) -> None:
             "index.html",
             model=current,
             manifest=manifest,
-            example=json.dumps(manifest.get("example")) if current.kind == "tabular"
+            example=json.dumps(manifest.get("example"))
+            if current.kind == "tabular"
             else manifest.get("example") or "",
             max_batch=settings.max_batch,
         )

@@ -6,6 +6,7 @@ master, never at import), so SIGHUP makes fresh workers load the alias's *curren
 old workers finish their in-flight requests.
 """
 
+import importlib
 import os
 import sys
 import tempfile
@@ -31,6 +32,16 @@ accesslog = None
 logconfig_dict = gunicorn_logconfig(_settings.log_level)
 loglevel = _settings.log_level.lower()
 proc_name = "model-service"
+# gunicorn's control socket is one fixed per-user path: two servers on a host would fight over it.
+control_socket_disable = True
+_SHARED_LIBRARIES = (
+    "flask",
+    "joblib",
+    "sklearn.pipeline",
+    "sklearn.linear_model",
+    "sklearn.preprocessing",
+    "sklearn.feature_extraction.text",
+)
 
 
 def on_starting(server):
@@ -45,6 +56,10 @@ def on_starting(server):
         if name.endswith(".db"):
             os.remove(os.path.join(path, name))
     server.log.info("metrics folder %s", path)
+    # Import the heavy libraries (not the app, not the model) once in the master: forked workers
+    # share them, so a worker started by SIGHUP only has to fetch and verify the model.
+    for module in _SHARED_LIBRARIES:
+        importlib.import_module(module)
 
 
 def post_worker_init(worker):

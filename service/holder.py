@@ -61,19 +61,19 @@ class ModelHolder:
             except Exception as exc:  # any failure means "not ready yet": keep the worker alive
                 self.error = f"cannot load model: {exc}"
                 log.warning(
-                    "model load failed; retrying", extra={"error": str(exc), "attempt": self.attempts,
-                                                          "retry_in_s": delay}
+                    "model load failed; retrying",
+                    extra={"error": str(exc), "attempt": self.attempts, "retry_in_s": delay},
                 )
                 if self._stop.wait(delay):
                     return
                 delay = min(max(delay, 0.05) * 2, self._settings.retry_max)
                 continue
+            if self._on_loaded:
+                self._on_loaded(predictor)
             self.predictor = predictor
             self.error = ""
             self._loaded.set()
-            log.info("model loaded", extra={**predictor.info, "attempt": self.attempts})
-            if self._on_loaded:
-                self._on_loaded(predictor)
+            log.info("model loaded", extra={"model": predictor.info, "attempt": self.attempts})
             return
 
     def _load(self) -> Predictor:
@@ -82,7 +82,12 @@ class ModelHolder:
 
         s = self._settings
         loaded = load_model(
-            ModelStore(s.model_store), s.model_name, alias=s.model_alias, version=s.model_version,
+            ModelStore(s.model_store),
+            s.model_name,
+            alias=s.model_alias,
+            version=s.model_version,
             cache_dir=s.model_cache_dir,
         )
-        return Predictor(loaded.estimator, loaded.manifest, max_batch=s.max_batch)
+        predictor = Predictor(loaded.estimator, loaded.manifest, max_batch=s.max_batch)
+        predictor.warm_up()
+        return predictor

@@ -44,12 +44,27 @@ def _current_request_id() -> str | None:
     return g.get("request_id") if has_app_context() else None
 
 
+class _StderrHandler(logging.StreamHandler):
+    """A stream handler that writes to whatever sys.stderr is *now* (it may be replaced later)."""
+
+    def __init__(self):
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):
+        pass  # always sys.stderr
+
+
 def configure(level: str) -> None:
     """Send the `service` loggers to stderr as JSON lines (idempotent)."""
     logger = logging.getLogger("service")
     logger.setLevel(level)
     if not any(getattr(h, "_service_json", False) for h in logger.handlers):
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _StderrHandler()
         handler.setFormatter(JsonFormatter())
         handler._service_json = True  # marks our handler so repeated app factories add none
         logger.addHandler(handler)

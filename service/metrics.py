@@ -34,12 +34,17 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.requests = Counter(
-            "http_requests_total", "HTTP requests by endpoint, method and status",
-            ["endpoint", "method", "status"], registry=r,
+            "http_requests_total",
+            "HTTP requests by endpoint, method and status",
+            ["endpoint", "method", "status"],
+            registry=r,
         )
         self.latency = Histogram(
-            "http_request_duration_seconds", "Request latency in seconds by endpoint and status",
-            ["endpoint", "status"], buckets=LATENCY_BUCKETS, registry=r,
+            "http_request_duration_seconds",
+            "Request latency in seconds by endpoint and status",
+            ["endpoint", "status"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
         )
         self.predictions = Counter(
             "predictions_total", "Predicted instances by predicted class", ["label"], registry=r
@@ -48,8 +53,11 @@ class Metrics:
         # An info-style gauge (Info is not supported in multiprocess mode); livemax drops workers
         # that exited, so after a reload only the versions being served remain.
         self.model_info = Gauge(
-            "model_info", "The model loaded by the serving workers (value 1)", ["name", "version"],
-            multiprocess_mode="livemax", registry=r,
+            "model_info",
+            "The model loaded by the serving workers (value 1)",
+            ["name", "version"],
+            multiprocess_mode="livemax",
+            registry=r,
         )
 
     def observe(self, endpoint: str, method: str, status: int, seconds: float) -> None:

@@ -16,10 +16,16 @@ def _instance_schema(predictor: Predictor | None, max_batch: int) -> dict:
         instance = {
             "oneOf": [
                 {"type": "string", "description": "text models"},
-                {"type": "array", "items": {"type": "number"},
-                 "description": "tabular row, in feature order"},
-                {"type": "object", "additionalProperties": {"type": "number"},
-                 "description": "tabular row keyed by feature name"},
+                {
+                    "type": "array",
+                    "items": {"type": "number"},
+                    "description": "tabular row, in feature order",
+                },
+                {
+                    "type": "object",
+                    "additionalProperties": {"type": "number"},
+                    "description": "tabular row keyed by feature name",
+                },
             ]
         }
     elif predictor.kind == "text":
@@ -28,11 +34,20 @@ def _instance_schema(predictor: Predictor | None, max_batch: int) -> dict:
         n, names = predictor.n_features, predictor.features
         instance = {
             "oneOf": [
-                {"type": "array", "items": {"type": "number"}, "minItems": n, "maxItems": n,
-                 "description": f"{n} finite numbers in feature order"},
-                {"type": "object", "additionalProperties": False, "required": names,
-                 "properties": {name: {"type": "number"} for name in names},
-                 "description": "the same row keyed by feature name"},
+                {
+                    "type": "array",
+                    "items": {"type": "number"},
+                    "minItems": n,
+                    "maxItems": n,
+                    "description": f"{n} finite numbers in feature order",
+                },
+                {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "required": names,
+                    "properties": {name: {"type": "number"} for name in names},
+                    "description": "the same row keyed by feature name",
+                },
             ]
         }
     request = {
@@ -68,10 +83,14 @@ def build_spec(predictor: Predictor | None, max_batch: int, max_body_bytes: int)
     }
     predict = {
         "summary": "Predict the class of each instance",
-        "requestBody": {"required": True,
-                        "content": {"application/json": {"schema": {"$ref": ref + "PredictRequest"}}}},
-        "responses": {"200": json_response("One prediction per instance, in order", "PredictResponse"),
-                      **errors},
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"$ref": ref + "PredictRequest"}}},
+        },
+        "responses": {
+            "200": json_response("One prediction per instance, in order", "PredictResponse"),
+            **errors,
+        },
     }
     status = {"200": json_response("OK", "Status"), "503": json_response("Not ready", "Error")}
     title = "Model prediction service"
@@ -79,30 +98,77 @@ def build_spec(predictor: Predictor | None, max_batch: int, max_body_bytes: int)
         title += f": {predictor.info['name']} {predictor.info['version']}"
     return {
         "openapi": "3.1.0",
-        "info": {"title": title, "version": "1.0.0",
-                 "description": "Predictions from a verified scikit-learn model from the model store."},
+        "info": {
+            "title": title,
+            "version": "1.0.0",
+            "description": "Predictions from a verified scikit-learn model from the model store.",
+        },
         "paths": {
             "/predict": {"post": {**predict, "operationId": "predict"}},
-            "/invocations": {"post": {**predict, "operationId": "invocations",
-                                      "description": "SageMaker-style alias of POST /predict"}},
-            "/health": {"get": {"operationId": "health", "summary": "Liveness: the process answers",
-                                "responses": {"200": json_response("Alive", "Status")}}},
-            "/ready": {"get": {"operationId": "ready", "summary": "Readiness: a verified model is loaded",
-                               "responses": status}},
-            "/ping": {"get": {"operationId": "ping", "summary": "SageMaker-style alias of GET /ready",
-                              "responses": status}},
-            "/model": {"get": {"operationId": "model", "summary": "The loaded model's manifest",
-                               "responses": {"200": json_response("The manifest", "Manifest"),
-                                             "503": errors["503"]}}},
-            "/metrics": {"get": {"operationId": "metrics", "summary": "Prometheus metrics of all workers",
-                                 "responses": {"200": _text("Prometheus text format", "text/plain")}}},
-            "/": {"get": {"operationId": "page", "summary": "HTML page to try the model",
-                          "responses": {"200": _text("HTML", "text/html"),
-                                        "503": _text("HTML saying the model is not ready", "text/html")}}},
-            "/openapi.json": {"get": {"operationId": "openapi", "summary": "This document",
-                                      "responses": {"200": {"description": "OpenAPI 3.1",
-                                                            "content": {"application/json": {
-                                                                "schema": {"type": "object"}}}}}}},
+            "/invocations": {
+                "post": {
+                    **predict,
+                    "operationId": "invocations",
+                    "description": "SageMaker-style alias of POST /predict",
+                }
+            },
+            "/health": {
+                "get": {
+                    "operationId": "health",
+                    "summary": "Liveness: the process answers",
+                    "responses": {"200": json_response("Alive", "Status")},
+                }
+            },
+            "/ready": {
+                "get": {
+                    "operationId": "ready",
+                    "summary": "Readiness: a verified model is loaded",
+                    "responses": status,
+                }
+            },
+            "/ping": {
+                "get": {
+                    "operationId": "ping",
+                    "summary": "SageMaker-style alias of GET /ready",
+                    "responses": status,
+                }
+            },
+            "/model": {
+                "get": {
+                    "operationId": "model",
+                    "summary": "The loaded model's manifest",
+                    "responses": {"200": json_response("The manifest", "Manifest"), "503": errors["503"]},
+                }
+            },
+            "/metrics": {
+                "get": {
+                    "operationId": "metrics",
+                    "summary": "Prometheus metrics of all workers",
+                    "responses": {"200": _text("Prometheus text format", "text/plain")},
+                }
+            },
+            "/": {
+                "get": {
+                    "operationId": "page",
+                    "summary": "HTML page to try the model",
+                    "responses": {
+                        "200": _text("HTML", "text/html"),
+                        "503": _text("HTML saying the model is not ready", "text/html"),
+                    },
+                }
+            },
+            "/openapi.json": {
+                "get": {
+                    "operationId": "openapi",
+                    "summary": "This document",
+                    "responses": {
+                        "200": {
+                            "description": "OpenAPI 3.1",
+                            "content": {"application/json": {"schema": {"type": "object"}}},
+                        }
+                    },
+                }
+            },
         },
         "components": {
             "schemas": {
@@ -112,29 +178,50 @@ def build_spec(predictor: Predictor | None, max_batch: int, max_body_bytes: int)
                     "required": ["model", "predictions"],
                     "properties": {
                         "model": {"$ref": ref + "ModelRef"},
-                        "predictions": {"type": "array", "items": {
-                            "type": "object", "required": ["label", "probabilities"],
-                            "properties": {
-                                "label": _label_schema(predictor),
-                                "probabilities": {"type": "object",
-                                                  "additionalProperties": {"type": "number", "minimum": 0,
-                                                                           "maximum": 1}},
+                        "predictions": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "required": ["label", "probabilities"],
+                                "properties": {
+                                    "label": _label_schema(predictor),
+                                    "probabilities": {
+                                        "type": "object",
+                                        "additionalProperties": {
+                                            "type": "number",
+                                            "minimum": 0,
+                                            "maximum": 1,
+                                        },
+                                    },
+                                },
                             },
-                        }},
+                        },
                     },
                 },
-                "ModelRef": {"type": "object", "required": ["name", "version"],
-                             "properties": {"name": {"type": "string"}, "version": {"type": "string"}}},
-                "Status": {"type": "object", "required": ["status"],
-                           "properties": {"status": {"type": "string"}, "model": {"$ref": ref + "ModelRef"}}},
-                "Manifest": {"type": "object", "required": ["name", "version", "classes", "input_schema",
-                                                            "metrics"]},
+                "ModelRef": {
+                    "type": "object",
+                    "required": ["name", "version"],
+                    "properties": {"name": {"type": "string"}, "version": {"type": "string"}},
+                },
+                "Status": {
+                    "type": "object",
+                    "required": ["status"],
+                    "properties": {"status": {"type": "string"}, "model": {"$ref": ref + "ModelRef"}},
+                },
+                "Manifest": {
+                    "type": "object",
+                    "required": ["name", "version", "classes", "input_schema", "metrics"],
+                },
                 "Error": {
-                    "type": "object", "required": ["error"],
-                    "properties": {"error": {
-                        "type": "object", "required": ["code", "message"],
-                        "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
-                    }},
+                    "type": "object",
+                    "required": ["error"],
+                    "properties": {
+                        "error": {
+                            "type": "object",
+                            "required": ["code", "message"],
+                            "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+                        }
+                    },
                 },
             }
         },

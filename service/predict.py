@@ -20,8 +20,14 @@ _SHOWN_FEATURES = 6
 def _kind(value) -> str:
     if value is None:
         return "null"
-    return {bool: "a boolean", str: "a string", list: "a list", dict: "an object", int: "a number",
-            float: "a number"}.get(type(value), type(value).__name__)
+    return {
+        bool: "a boolean",
+        str: "a string",
+        list: "a list",
+        dict: "an object",
+        int: "a number",
+        float: "a number",
+    }.get(type(value), type(value).__name__)
 
 
 def _show(value) -> str:
@@ -135,8 +141,9 @@ class Predictor:
             if unknown:
                 parts.append(f"has unknown features {self._hint(unknown)}")
             if missing:
-                parts.append(f"is missing {len(missing)} of the {self.n_features} features "
-                             f"({self._hint(missing)})")
+                parts.append(
+                    f"is missing {len(missing)} of the {self.n_features} features ({self._hint(missing)})"
+                )
             raise InvalidInput(
                 f"instances[{i}] {' and '.join(parts)}: use exactly the model's feature names as keys"
             )
@@ -162,6 +169,13 @@ class Predictor:
                         "NaN, Infinity and values beyond ±1.8e308 are not accepted"
                     )
         raise InvalidInput("the instances contain a value that is not a finite number")
+
+    def warm_up(self) -> None:
+        """Predict the manifest's example once: proves the model runs, and the first real request
+        does not pay for lazy initialisation inside numpy/scikit-learn."""
+        example = self.manifest.get("example")
+        if example is not None:
+            self.predict(self.to_matrix(self.check_batch({"instances": [example]})))
 
     # -- prediction -----------------------------------------------------------------------
     def predict(self, matrix) -> tuple[list[dict], list]:

@@ -1,0 +1,1 @@
+"""Operations: rolling out the model service (locally and on ECS)."""
