@@ -11,7 +11,7 @@ export MODEL_STORE ?= store
 export MODEL_NAME ?= digits
 export PORT ?= 8080
 
-.PHONY: help venv run serve train-default test lint
+.PHONY: help venv run serve train-default test lint bench
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | sort
@@ -37,6 +37,9 @@ test: $(STAMP) ## run the whole test suite
 
 lint: $(STAMP) ## ruff
 	$(BIN)/ruff check .
+
+bench: $(STAMP) ## benchmark the service vs in-process predict_proba and a FastAPI peer (needs wrk)
+	$(PY) -m bench --runs 5 --seconds 10 --out bench/results.md --json bench/results.json
 
 # ---- train pipeline stages (Jenkinsfile: Train) ---------------------------------------------
 CANDIDATE ?= build/candidate

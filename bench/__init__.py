@@ -1,0 +1,1 @@
+"""Benchmark: the service under gunicorn against in-process predict_proba and a FastAPI peer."""
