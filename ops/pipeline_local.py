@@ -1,0 +1,450 @@
+"""Run the Jenkinsfile's pipelines on a laptop: the same stages, in the same order, against local AWS.
+
+    scripts/pipeline-local [--pipeline auto|train|deploy] [--changed PATH]... [--branch main] ...
+
+The stages are not listed here: they come from a dry run of the Jenkinsfile (jenkins/dryrun.groovy),
+with its `when` conditions evaluated for the given branch, PIPELINE parameter and changed paths, so
+this runner and Jenkins cannot drift apart. Each stage's `sh` steps run as they would on an agent,
+with the deployment settings pointing at a moto server on 127.0.0.1 that this command starts and
+fills with what the pipelines expect to exist: the model store bucket, the ECR repository, and an
+ECS cluster with a service (subnet and security group included). A local ECS agent runs whatever task
+definition that service points at, so a rollout's verification of `/model` checks what it pinned.
+
+Output: one line per stage, `name  ok|FAILED|skipped  seconds`; the exit code is the failed step's
+(1 for a refused approval), 0 when every selected stage passed, 2 for bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DRYRUN = ROOT / "jenkins" / "dryrun.groovy"
+TASK_TEMPLATE = ROOT / "ecs" / "task-def.json"
+
+# The names of the local stand-ins for the AWS resources the pipelines use.
+BUCKET = "mlops-models-local"
+STORE_PREFIX = "models"
+REPOSITORY = "model-service"
+CLUSTER = "mlops-local"
+SERVICE = "model-service"
+FAMILY = "model-service"
+REGION = "us-east-1"
+# What the Test stage runs inside a local pipeline when PYTEST_ADDOPTS is not set: the slow end-to-end
+# tests (image build, this very pipeline) are not re-run from within a pipeline run.
+DEFAULT_PYTEST_ADDOPTS = "-m 'not slow'"
+
+
+class PipelineError(Exception):
+    """The local pipeline cannot start: bad options, a tool is missing, the Jenkinsfile is unreadable."""
+
+
+@dataclass
+class StageResult:
+    """How one stage went."""
+
+    name: str
+    status: str  # ok, FAILED, skipped
+    seconds: float = 0.0
+    detail: str = ""
+    exit_code: int = 0
+
+
+@dataclass
+class Options:
+    """The runner's inputs (from the command line)."""
+
+    pipeline: str = "auto"
+    branch: str = "main"
+    changed: list[str] = field(default_factory=list)
+    approve: bool = False
+    require_approval: bool = False
+    agent: str = "auto"
+    workspace: Path | None = None
+    keep_going: bool = False
+
+
+# ---- the plan: a dry run of the Jenkinsfile -------------------------------------------------------
+
+def java_home() -> str | None:
+    """JAVA_HOME for groovy, from the `java` on PATH (Debian's groovy needs it set)."""
+    java = shutil.which("java")
+    if not java:
+        return None
+    return str(Path(os.path.realpath(java)).parent.parent)
+
+
+def dry_run(jenkinsfile: Path, *, branch: str, params: dict[str, str], changed: list[str],
+            env: dict[str, str] | None = None) -> dict:
+    """The Jenkinsfile's dry run (see jenkins/dryrun.groovy) as a dict; PipelineError if it fails."""
+    groovy = shutil.which("groovy")
+    if not groovy:
+        raise PipelineError("groovy is needed to read the Jenkinsfile's stages (apt-get install groovy)")
+    home = java_home()
+    if not home:
+        raise PipelineError("java is needed to run groovy (apt-get install default-jre-headless)")
+    command = [groovy, str(DRYRUN), "--branch", branch]
+    for key, value in params.items():
+        command += ["--param", f"{key}={value}"]
+    for path in changed:
+        command += ["--changed", path]
+    for key, value in (env or {}).items():
+        command += ["--env", f"{key}={value}"]
+    command.append(str(jenkinsfile))
+    answer = subprocess.run(command, capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "JAVA_HOME": home})
+    if answer.returncode != 0:
+        # Groovy 2.4 on a recent Java prints reflective-access warnings; keep only our own message.
+        lines = [line for line in answer.stderr.splitlines() if line.startswith("dryrun:")]
+        message = lines[-1] if lines else f"the Jenkinsfile dry run failed: {answer.stderr.strip()}"
+        raise PipelineError(message)
+    return json.loads(answer.stdout)
+
+
+def make_targets(step: dict) -> list[str]:
+    """The make targets an `sh` step calls (`make a b VAR=x` -> [a, b]); [] for other commands."""
+    words = step.get("sh", "").split()
+    if not words or words[0] != "make":
+        return []
+    return [w for w in words[1:] if "=" not in w and not w.startswith("-")]
+
+
+# ---- local AWS ------------------------------------------------------------------------------------
+
+class LocalAws:
+    """A moto server on 127.0.0.1 holding the resources the pipelines expect (a context manager)."""
+
+    def __init__(self):
+        self.server = None
+        self.endpoint = ""
+        self.resources: dict[str, str] = {}
+
+    def __enter__(self) -> LocalAws:
+        # moto's ECS reports a service's tasks as running only with this set in its process.
+        os.environ.setdefault("MOTO_ECS_SERVICE_RUNNING", "1")
+        from moto.server import ThreadedMotoServer
+
+        # The server's per-request log would drown the stages' own output.
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)
+
+        self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        self.server.start()
+        host, port = self.server.get_host_and_port()
+        self.endpoint = f"http://{host}:{port}"
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.server:
+            self.server.stop()
+
+    @property
+    def env(self) -> dict[str, str]:
+        """What boto3 (and the AWS CLI) need to use this server and nothing else."""
+        return {
+            "AWS_ENDPOINT_URL": self.endpoint,
+            "AWS_ACCESS_KEY_ID": "local",
+            "AWS_SECRET_ACCESS_KEY": "local",
+            "AWS_SESSION_TOKEN": "local",
+            "AWS_REGION": REGION,
+            "AWS_DEFAULT_REGION": REGION,
+        }
+
+    def client(self, service: str):
+        """A boto3 client for this server (the runner's only place clients are built)."""
+        import boto3
+
+        env = self.env
+        return boto3.client(
+            service, endpoint_url=self.endpoint, region_name=REGION,
+            aws_access_key_id=env["AWS_ACCESS_KEY_ID"], aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+            aws_session_token=env["AWS_SESSION_TOKEN"],
+        )
+
+    def provision(self, model_name: str) -> dict[str, str]:
+        """Create the bucket, the ECR repository, networking, the cluster and the service."""
+        from ops.task_def import render_file
+
+        self.client("s3").create_bucket(Bucket=BUCKET)
+        repository = self.client("ecr").create_repository(repositoryName=REPOSITORY)["repository"]
+        ec2 = self.client("ec2")
+        vpc = ec2.create_vpc(CidrBlock="10.42.0.0/16")["Vpc"]["VpcId"]
+        subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.42.1.0/24")["Subnet"]["SubnetId"]
+        group = ec2.create_security_group(GroupName="model-service", Description="model service",
+                                          VpcId=vpc)["GroupId"]
+        ecs = self.client("ecs")
+        ecs.create_cluster(clusterName=CLUSTER)
+        store = f"s3://{BUCKET}/{STORE_PREFIX}"
+        definition = render_file(TASK_TEMPLATE, {
+            "FAMILY": FAMILY,
+            # No image exists before the deploy pipeline pushes one: the agent then runs the checkout.
+            "IMAGE": f"{repository['repositoryUri']}:bootstrap",
+            "MODEL_STORE": store,
+            "MODEL_NAME": model_name,
+            "MODEL_ALIAS": "production",
+            "MODEL_VERSION": "",
+            "AWS_REGION": REGION,
+            "TASK_ROLE_ARN": "arn:aws:iam::123456789012:role/model-service-task",
+            "EXECUTION_ROLE_ARN": "arn:aws:iam::123456789012:role/model-service-execution",
+            "LOG_GROUP": "/ecs/model-service",
+        })
+        arn = ecs.register_task_definition(**definition)["taskDefinition"]["taskDefinitionArn"]
+        ecs.create_service(
+            cluster=CLUSTER, serviceName=SERVICE, taskDefinition=arn, desiredCount=1, launchType="FARGATE",
+            networkConfiguration={"awsvpcConfiguration": {
+                "subnets": [subnet], "securityGroups": [group], "assignPublicIp": "DISABLED"}},
+        )
+        self.resources = {
+            "MODEL_STORE": store,
+            "ECR_REPOSITORY": REPOSITORY,
+            "ECR_REPOSITORY_URI": repository["repositoryUri"],
+            "ECS_CLUSTER": CLUSTER,
+            "ECS_SERVICE": SERVICE,
+            "SUBNET": subnet,
+            "SECURITY_GROUP": group,
+        }
+        return self.resources
+
+
+# ---- the agent ------------------------------------------------------------------------------------
+
+class AutoLauncher:
+    """podman when the task's image exists locally, else gunicorn from the checkout (said in the log)."""
+
+    def __init__(self, log_dir: Path, workspace: Path, mode: str):
+        from ops.local_ecs_agent import GunicornLauncher, PodmanLauncher
+
+        self.gunicorn = GunicornLauncher(log_dir, cwd=workspace)
+        self.podman = PodmanLauncher(log_dir) if shutil.which("podman") else None
+        self.mode = mode
+        self.kind = "gunicorn"
+        self._by_handle: dict[int, object] = {}
+
+    def _image_available(self, image: str) -> bool:
+        answer = subprocess.run(["podman", "image", "exists", image], capture_output=True, timeout=60)
+        return answer.returncode == 0
+
+    def start(self, task, port, extra_env):
+        use_podman = self.mode == "podman" or (
+            self.mode == "auto" and self.podman is not None and self._image_available(task.image)
+        )
+        if use_podman and self.podman is None:
+            raise PipelineError("--agent podman: podman is not installed")
+        launcher = self.podman if use_podman else self.gunicorn
+        self.kind = launcher.kind
+        handle = launcher.start(task, port, extra_env)
+        self._by_handle[id(handle)] = launcher
+        return handle
+
+    def stop(self, handle) -> None:
+        self._by_handle.pop(id(handle), self.gunicorn).stop(handle)
+
+    def exited(self, handle) -> bool:
+        return self._by_handle.get(id(handle), self.gunicorn).exited(handle)
+
+
+# ---- running stages -------------------------------------------------------------------------------
+
+def git_commit(cwd: Path) -> str:
+    """The checkout's commit (what Jenkins calls GIT_COMMIT); 'local' outside a git checkout."""
+    answer = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True)
+    return answer.stdout.strip() if answer.returncode == 0 else "local"
+
+
+def make_workspace(target: Path) -> Path:
+    """Copy the checkout (tracked and untracked, not ignored files) to `target`, as Jenkins checks out.
+
+    The virtualenv is linked, not copied: the stages' `make` targets find it where they expect it.
+    """
+    listing = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                             cwd=ROOT, capture_output=True, check=True).stdout.decode()
+    target.mkdir(parents=True, exist_ok=True)
+    for name in filter(None, listing.split("\0")):
+        source = ROOT / name
+        if source.is_file():
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target / name)
+    if (ROOT / ".venv").exists() and not (target / ".venv").exists():
+        (target / ".venv").symlink_to(ROOT / ".venv")
+    return target
+
+
+def ask(message: str, ok: str, approve: bool) -> bool:
+    """The `input` step: --approve answers yes; otherwise ask on the terminal (no terminal: refused)."""
+    if approve:
+        print(f"    input: {message} -> {ok} (--approve)", flush=True)
+        return True
+    if not sys.stdin.isatty():
+        print(f"    input: {message} -> no terminal to ask and no --approve: refused", flush=True)
+        return False
+    reply = input(f"    input: {message} [{ok}? y/N] ")
+    return reply.strip().lower() in ("y", "yes")
+
+
+def run_stage(stage: dict, env: dict[str, str], cwd: Path, approve: bool) -> StageResult:
+    """Run one stage's steps in order; stop at the first failing one."""
+    started = time.monotonic()
+    for step in stage["steps"]:
+        if "sh" in step:
+            print(f"    + {step['sh']}", flush=True)
+            code = subprocess.run(["bash", "-eo", "pipefail", "-c", step["sh"]], cwd=cwd, env=env).returncode
+            if code != 0:
+                return StageResult(stage["name"], "FAILED", time.monotonic() - started,
+                                   f"`{step['sh']}` exited {code}", code)
+        elif "input" in step:
+            if not ask(step["input"], step.get("ok") or "Proceed", approve):
+                return StageResult(stage["name"], "FAILED", time.monotonic() - started,
+                                   "approval refused", 1)
+        else:
+            # Reporting steps (commit status) have no local counterpart; say so rather than pretend.
+            print(f"    ({step.get('step')}: Jenkins only)", flush=True)
+    return StageResult(stage["name"], "ok", time.monotonic() - started)
+
+
+def post_always(plan: dict, cwd: Path, artifacts: Path) -> list[str]:
+    """The `post { always }` steps: check the JUnit reports exist, archive the artifacts."""
+    lines = []
+    for step in plan.get("post", {}).get("always", []):
+        args = step.get("args", [{}])[0] if step.get("args") else {}
+        if step.get("step") == "junit":
+            pattern = args.get("testResults", "") if isinstance(args, dict) else str(args)
+            found = sorted(glob.glob(str(cwd / pattern)))
+            lines.append(f"junit {pattern}: {len(found)} report(s)")
+        elif step.get("step") == "archiveArtifacts":
+            patterns = args.get("artifacts", "") if isinstance(args, dict) else str(args)
+            copied = 0
+            for pattern in (p.strip() for p in patterns.split(",") if p.strip()):
+                for path in glob.glob(str(cwd / pattern)):
+                    relative = Path(path).relative_to(cwd)
+                    (artifacts / relative).parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(path, artifacts / relative)
+                    copied += 1
+            lines.append(f"archiveArtifacts: {copied} file(s) to {artifacts}")
+    return lines
+
+
+def print_result(result: StageResult) -> None:
+    detail = f"  ({result.detail})" if result.detail else ""
+    print(f"==> {result.name:<20} {result.status:<8} {result.seconds:7.1f}s{detail}", flush=True)
+
+
+def run(options: Options) -> int:
+    """Run the selected pipelines locally; returns the exit code."""
+    workspace = make_workspace(options.workspace) if options.workspace else ROOT
+    commit = git_commit(ROOT)
+    params = {"PIPELINE": options.pipeline, "REQUIRE_APPROVAL": str(options.require_approval).lower()}
+    plan = dry_run(workspace / "Jenkinsfile", branch=options.branch, params=params, changed=options.changed,
+                   env={"GIT_COMMIT": commit})
+    selected = [s["name"] for s in plan["stages"] if s["runs"]]
+    print(f"pipeline-local: branch {options.branch}, PIPELINE={options.pipeline}, "
+          f"changed: {', '.join(options.changed) or '(nothing known: both pipelines)'}", flush=True)
+    print(f"pipeline-local: stages: {' -> '.join(selected)}", flush=True)
+
+    from ops.local_ecs_agent import LocalEcsAgent, free_port
+
+    run_dir = workspace / "build" / "pipeline-local"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    results: list[StageResult] = []
+    with LocalAws() as aws:
+        model_name = os.environ.get("MODEL_NAME") or "digits"
+        resources = aws.provision(model_name)
+        port = free_port()
+        agent = LocalEcsAgent(
+            ecs=aws.client("ecs"), cluster=CLUSTER, service=SERVICE, port=port,
+            launcher=AutoLauncher(run_dir / "tasks", workspace, options.agent),
+            extra_env={**aws.env, "MODEL_CACHE_DIR": str(run_dir / "model-cache")},
+        ).start()
+        env = {
+            **os.environ,
+            **aws.env,
+            **resources,
+            **{k: v for k, v in plan["environment"].items() if v is not None},
+            "MODEL_NAME": model_name,
+            "SERVICE_URL": agent.url,
+            "GIT_COMMIT": commit,
+            "BRANCH_NAME": options.branch,
+            "PYTEST_ADDOPTS": os.environ.get("PYTEST_ADDOPTS", DEFAULT_PYTEST_ADDOPTS),
+        }
+        env.pop("AWS_PROFILE", None)
+        print(f"pipeline-local: AWS at {aws.endpoint}; store {resources['MODEL_STORE']}; "
+              f"service {SERVICE} in {CLUSTER} served on {agent.url}", flush=True)
+        try:
+            for stage in plan["stages"]:
+                if not stage["runs"]:
+                    when = "; ".join(stage["when"])
+                    results.append(StageResult(stage["name"], "skipped",
+                                               detail=f"when: {when[:90]}{'...' if len(when) > 90 else ''}"))
+                    print_result(results[-1])
+                    continue
+                print(f"--> {stage['name']}", flush=True)
+                results.append(run_stage(stage, env, workspace, options.approve))
+                print_result(results[-1])
+                if results[-1].status == "FAILED" and not options.keep_going:
+                    break
+        finally:
+            for line in post_always(plan, workspace, run_dir / "artifacts"):
+                print(f"post: {line}", flush=True)
+            agent.stop()
+    summary(results)
+    failed = [r for r in results if r.status == "FAILED"]
+    return failed[0].exit_code or 1 if failed else 0
+
+
+def summary(results: list[StageResult]) -> None:
+    print("\npipeline-local summary", flush=True)
+    for result in results:
+        print_result(result)
+
+
+def parse_args(argv: list[str] | None) -> Options:
+    parser = argparse.ArgumentParser(prog="scripts/pipeline-local", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pipeline", choices=["auto", "train", "deploy"], default="auto",
+                        help="the Jenkinsfile's PIPELINE parameter (default %(default)s)")
+    parser.add_argument("--changed", action="append", default=[], metavar="PATH",
+                        help="a path the simulated push changed (repeat); "
+                             "none: a branch's first build, both pipelines")
+    parser.add_argument("--branch", default="main", help="the branch being built (default %(default)s)")
+    parser.add_argument("--require-approval", action="store_true",
+                        help="the REQUIRE_APPROVAL parameter: stop for approval before Promote")
+    parser.add_argument("--approve", action="store_true", help="answer approval prompts with yes")
+    parser.add_argument("--agent", choices=["auto", "gunicorn", "podman"], default="auto",
+                        help="how the local ECS agent runs a task: the image under podman when it exists "
+                             "locally (auto), or always gunicorn from the checkout")
+    parser.add_argument("--workspace", type=Path,
+                        help="copy the checkout here and run there (default: run in the checkout)")
+    parser.add_argument("--keep-going", action="store_true", help="run the later stages after a failure")
+    args = parser.parse_args(argv)
+    for path in args.changed:
+        if path.startswith("/") or ".." in Path(path).parts:
+            parser.error(f"--changed takes a path inside the repository, got {path!r}")
+    return Options(
+        pipeline=args.pipeline, branch=args.branch, changed=args.changed, approve=args.approve,
+        require_approval=args.require_approval, agent=args.agent,
+        workspace=args.workspace.resolve() if args.workspace else None, keep_going=args.keep_going,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of scripts/pipeline-local."""
+    options = parse_args(argv)
+    try:
+        return run(options)
+    except PipelineError as exc:
+        print(f"pipeline-local: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
