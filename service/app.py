@@ -123,7 +123,8 @@ def _register_errors(app: Flask, service: Service) -> None:
         if status == 404:
             message = f"no endpoint {request.path}: see GET /openapi.json for the API"
         elif status == 405:
-            allowed = ", ".join(getattr(exc, "valid_methods", None) or [])
+            methods = set(getattr(exc, "valid_methods", None) or []) - {"HEAD", "OPTIONS"}
+            allowed = " or ".join(sorted(methods))
             message = f"{request.method} is not allowed on {request.path}; use {allowed}"
         elif status == 413:
             message = (

@@ -123,3 +123,87 @@ def run_cli(*args: str, env: dict | None = None, cwd: Path = ROOT) -> subprocess
         cwd=cwd,
         timeout=300,
     )
+
+
+# ---- service fixtures -----------------------------------------------------------------------
+class GunicornServer:
+    """A real `gunicorn --config service/gunicorn.conf.py service.wsgi:app` on 127.0.0.1."""
+
+    def __init__(self, folder: Path, env: dict, workers: int = 2, wait_ready: bool = True):
+        folder.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.pidfile = folder / "gunicorn.pid"
+        self.metrics_dir = folder / "metrics"
+        self.log_path = folder / "gunicorn.log"
+        self.env = {
+            **os.environ,
+            "PORT": str(self.port),
+            "WEB_CONCURRENCY": str(workers),
+            "PIDFILE": str(self.pidfile),
+            "PROMETHEUS_MULTIPROC_DIR": str(self.metrics_dir),
+            **env,
+        }
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 (closed in stop)
+        self.process = subprocess.Popen(
+            [PYTHON, "-m", "gunicorn", "--config", "service/gunicorn.conf.py", "service.wsgi:app"],
+            cwd=ROOT, env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
+        )
+        self.wait_until("/ready" if wait_ready else "/health")
+
+    def wait_until(self, path: str, timeout: float = 60) -> None:
+        """Wait until GET path answers 200 (or fail with the server's log)."""
+        import time
+
+        import requests
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                pytest.fail(f"gunicorn exited with {self.process.returncode}:\n{self.log()[-3000:]}")
+            try:
+                if requests.get(self.url + path, timeout=2).status_code == 200:
+                    return
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.1)
+        pytest.fail(f"{self.url}{path} not 200 after {timeout} s:\n{self.log()[-3000:]}")
+
+    def log(self) -> str:
+        """Everything the server wrote so far (JSON lines)."""
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, timeout: float = 30) -> int:
+        """SIGTERM the master (graceful shutdown) and return its exit code."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log.close()
+        return self.process.returncode
+
+
+@pytest.fixture(scope="session")
+def served_store(tmp_path_factory, trained_digits):
+    """A store (session-wide, treat as read-only) with the digits model and `production` on it."""
+    from model.store import ModelStore
+
+    uri = str(tmp_path_factory.mktemp("served") / "store")
+    store = ModelStore(uri)
+    artifact, manifest = trained_digits
+    store.publish(artifact, manifest)
+    store.move_alias("digits", "production", manifest["version"])
+    return uri
+
+
+@pytest.fixture(scope="session")
+def gunicorn_server(served_store, tmp_path_factory):
+    """A shared gunicorn (2 workers) serving `served_store`; ready when yielded."""
+    server = GunicornServer(
+        tmp_path_factory.mktemp("gunicorn"), {"MODEL_STORE": served_store, "MODEL_NAME": "digits"}
+    )
+    yield server
+    server.stop()
