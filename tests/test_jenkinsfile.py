@@ -1,0 +1,184 @@
+"""The Jenkinsfile: it parses, and its dry run picks the right pipeline and calls real make targets.
+
+The dry run (jenkins/dryrun.groovy) evaluates the Jenkinsfile under a stub of the Declarative DSL for
+a given branch, PIPELINE parameter and changeset; these tests read its JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from conftest import ROOT, require_tool
+
+from ops.pipeline_local import DRYRUN, groovy_env, make_targets
+
+TRAIN = ["test", "train", "gate", "publish", "promote", "rollout-model"]
+DEPLOY = ["test", "image", "smoke", "push", "deploy"]
+
+
+def dry_run_raw(*args: str, jenkinsfile=None) -> subprocess.CompletedProcess:
+    groovy = require_tool("groovy", "parses the Jenkinsfile")
+    require_tool("java", "groovy runs on it")
+    return subprocess.run(
+        [groovy, str(DRYRUN), *args, str(jenkinsfile or ROOT / "Jenkinsfile")],
+        capture_output=True, text=True, timeout=300, env=groovy_env(),
+    )
+
+
+def dry_run(*, branch="main", pipeline=None, changed=(), approval=None, env=None) -> dict:
+    args = ["--branch", branch]
+    if pipeline:
+        args += ["--param", f"PIPELINE={pipeline}"]
+    if approval is not None:
+        args += ["--param", f"REQUIRE_APPROVAL={str(approval).lower()}"]
+    for path in changed:
+        args += ["--changed", path]
+    for key, value in (env or {}).items():
+        args += ["--env", f"{key}={value}"]
+    answer = dry_run_raw(*args)
+    assert answer.returncode == 0, answer.stderr
+    return json.loads(answer.stdout)
+
+
+def targets_run(plan: dict) -> list[str]:
+    """The make targets of the stages that run, in order."""
+    running = [stage for stage in plan["stages"] if stage["runs"]]
+    return [target for stage in running for step in stage["steps"] for target in make_targets(step)]
+
+
+def makefile_targets() -> set[str]:
+    """Every target make knows (its database, `make -pn`), minus the 'Not a target' entries."""
+    answer = subprocess.run(["make", "-pn", "-C", str(ROOT), "help"], capture_output=True, text=True,
+                            timeout=60)
+    lines = answer.stdout.splitlines()
+    targets = set()
+    for previous, line in zip(["", *lines], lines, strict=False):
+        match = re.match(r"^([A-Za-z0-9][\w.-]*):(?!=)", line)
+        if match and previous != "# Not a target:":
+            targets.add(match.group(1))
+    return targets
+
+
+@pytest.fixture(scope="module")
+def plans():
+    """Dry runs for the cases the tests compare (groovy starts slowly: run each once)."""
+    cases = {
+        "model": {"changed": ["model/train.py"]},
+        "service": {"changed": ["service/app.py"]},
+        "docs": {"changed": ["README.md"]},
+        "first": {},
+        "feature": {"branch": "feature/x", "changed": ["model/train.py", "docker/Dockerfile"]},
+        "manual": {"pipeline": "deploy", "changed": ["model/train.py"], "approval": True},
+        "approval": {"pipeline": "train", "approval": True},
+    }
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        futures = {name: pool.submit(dry_run, **kwargs) for name, kwargs in cases.items()}
+        return {name: future.result() for name, future in futures.items()}
+
+
+def test_a_broken_jenkinsfile_is_reported_as_invalid_groovy(tmp_path):
+    broken = tmp_path / "Jenkinsfile"
+    broken.write_text((ROOT / "Jenkinsfile").read_text().replace("stages {", "stages {{", 1))
+    answer = dry_run_raw(jenkinsfile=broken)
+    assert answer.returncode == 2
+    assert "not valid Groovy" in answer.stderr
+    assert "Exception" not in answer.stderr.replace("CompilationFailedException", "")
+
+
+def test_unknown_parameter_values_are_refused():
+    answer = dry_run_raw("--param", "PIPELINE=everything")
+    assert answer.returncode == 2
+    assert "PIPELINE must be one of auto, train, deploy" in answer.stderr
+
+
+def test_a_model_change_runs_the_train_pipeline_in_order(plans):
+    assert targets_run(plans["model"]) == TRAIN
+
+
+def test_a_service_change_runs_the_deploy_pipeline_in_order(plans):
+    assert targets_run(plans["service"]) == DEPLOY
+
+
+def test_other_changes_run_only_the_tests(plans):
+    assert targets_run(plans["docs"]) == ["test"]
+
+
+def test_an_empty_changeset_runs_both_pipelines(plans):
+    # A branch's first build (or a plain "Build now") knows no changes: nothing can be skipped safely.
+    assert targets_run(plans["first"]) == TRAIN + DEPLOY[1:]
+
+
+def test_only_main_publishes_promotes_pushes_or_deploys(plans):
+    assert targets_run(plans["feature"]) == ["test", "train", "gate", "image", "smoke"]
+    for stage in plans["first"]["stages"]:
+        if any(t in ("publish", "promote", "rollout-model", "push", "deploy")
+               for step in stage["steps"] for t in make_targets(step)):
+            assert "branch 'main'" in stage["when"], stage["name"]
+
+
+def test_the_parameter_overrides_the_changeset_and_approval_is_asked(plans):
+    assert targets_run(plans["manual"]) == DEPLOY
+    with_approval = plans["approval"]
+    names = [s["name"] for s in with_approval["stages"] if s["runs"]]
+    assert names.index("Publish") < names.index("Approve") < names.index("Promote")
+    approve = next(s for s in with_approval["stages"] if s["name"] == "Approve")
+    assert approve["steps"] == [{"input": approve["steps"][0]["input"], "ok": "Promote",
+                                 "within": ["timeout(time: 24, unit: HOURS)"]}]
+    assert not next(s for s in plans["model"]["stages"] if s["name"] == "Approve")["runs"]
+
+
+def test_the_branch_comes_from_the_gitlab_trigger_in_a_pipeline_job():
+    plan = dry_run(branch="", pipeline="train", env={"gitlabSourceBranch": "main", "GIT_COMMIT": "abc123"})
+    assert "publish" in targets_run(plan)
+    assert plan["environment"]["IMAGE_TAG"] == "abc123"
+    merge_request = dry_run(branch="", pipeline="train", env={"gitlabSourceBranch": "fix/x"})
+    assert "publish" not in targets_run(merge_request)
+
+
+def test_every_stage_is_one_make_target_that_exists(plans):
+    known = makefile_targets()
+    assert {"test", "train", "gate", "publish", "promote"} <= known  # the parser reads the Makefile
+    for stage in plans["first"]["stages"]:
+        commands = [step for step in stage["steps"] if "sh" in step]
+        if stage["name"] == "Approve":
+            assert commands == []
+            continue
+        assert len(commands) == 1, stage["name"]
+        targets = make_targets(commands[0])
+        assert len(targets) == 1, commands[0]
+        assert targets[0] in known, f"stage {stage['name']!r} calls a missing target: make {targets[0]}"
+
+
+def test_no_secret_can_be_interpolated_into_a_shell_command(plans):
+    steps = [step for stage in plans["first"]["stages"] for step in stage["steps"] if "sh" in step]
+    assert steps and not any(step["interpolated"] for step in steps)
+    aws_stages = [s for s in plans["first"]["stages"]
+                  if any(t in ("gate", "publish", "promote", "rollout-model", "push", "deploy")
+                         for step in s["steps"] for t in make_targets(step))]
+    for stage in aws_stages:
+        assert any(w.startswith("withCredentials([aws(credentialsId: aws-mlops)])")
+                   for w in stage["steps"][0]["within"]), stage["name"]
+
+
+def test_gitlab_trigger_status_options_and_reports(plans):
+    plan = plans["first"]
+    trigger = plan["triggers"][0]
+    assert trigger["name"] == "gitlab"
+    assert {"triggerOnPush": True, "triggerOnMergeRequest": True, "branchFilterType": "All"}.items() \
+        <= trigger["args"][0].items()
+    options = {o["name"]: o["args"] for o in plan["options"]}
+    assert options["gitLabConnection"] == ["gitlab"]
+    assert {"timestamps", "disableConcurrentBuilds", "timeout", "buildDiscarder"} <= options.keys()
+    choices = {p["name"]: p.get("choices") for p in plan["parameters"]}
+    assert choices["PIPELINE"] == ["auto", "train", "deploy"]
+    for stage in plan["stages"]:
+        if stage["name"] != "Approve":
+            assert f"gitlabCommitStatus(name: {stage['name']})" in stage["steps"][0]["within"]
+    always = {step["step"]: step["args"][0] for step in plan["post"]["always"]}
+    assert always["junit"]["testResults"] == "reports/*.xml"
+    assert "build/candidate/manifest.json" in always["archiveArtifacts"]["artifacts"]
+    assert plan["post"]["failure"][0]["args"][0] == {"name": "build", "state": "failed"}
