@@ -64,3 +64,12 @@ promote: $(STAMP) ## move the production alias to the version `make publish` wro
 # (image, smoke, push, rollout targets: see the operations section of the README)
 
 # ---- local runs of whole pipelines -----------------------------------------------------------
+# The Jenkinsfile's stages, in its order, against a moto server on 127.0.0.1 (README: Jenkins).
+PIPELINE_LOCAL_ARGS ?=
+
+.PHONY: pipeline-local jenkins-check
+pipeline-local: $(STAMP) ## run the Jenkinsfile's pipelines locally (PIPELINE_LOCAL_ARGS='--pipeline train')
+	scripts/pipeline-local $(PIPELINE_LOCAL_ARGS)
+
+jenkins-check: $(STAMP) ## parse the Jenkinsfile and print its dry run: stages, when, commands
+	scripts/pipeline-local --plan $(PIPELINE_LOCAL_ARGS)

@@ -72,6 +72,7 @@ class Options:
     agent: str = "auto"
     workspace: Path | None = None
     keep_going: bool = False
+    plan_only: bool = False
 
 
 # ---- the plan: a dry run of the Jenkinsfile -------------------------------------------------------
@@ -351,6 +352,9 @@ def run(options: Options) -> int:
     params = {"PIPELINE": options.pipeline, "REQUIRE_APPROVAL": str(options.require_approval).lower()}
     plan = dry_run(workspace / "Jenkinsfile", branch=options.branch, params=params, changed=options.changed,
                    env={"GIT_COMMIT": commit})
+    if options.plan_only:
+        print(json.dumps(plan, indent=2))
+        return 0
     selected = [s["name"] for s in plan["stages"] if s["runs"]]
     print(f"pipeline-local: branch {options.branch}, PIPELINE={options.pipeline}, "
           f"changed: {', '.join(options.changed) or '(nothing known: both pipelines)'}", flush=True)
@@ -430,6 +434,8 @@ def parse_args(argv: list[str] | None) -> Options:
     parser.add_argument("--workspace", type=Path,
                         help="copy the checkout here and run there (default: run in the checkout)")
     parser.add_argument("--keep-going", action="store_true", help="run the later stages after a failure")
+    parser.add_argument("--plan", action="store_true",
+                        help="only print the Jenkinsfile's dry run (stages, when, commands) as JSON")
     args = parser.parse_args(argv)
     for path in args.changed:
         if path.startswith("/") or ".." in Path(path).parts:
@@ -438,6 +444,7 @@ def parse_args(argv: list[str] | None) -> Options:
         pipeline=args.pipeline, branch=args.branch, changed=args.changed, approve=args.approve,
         require_approval=args.require_approval, agent=args.agent,
         workspace=args.workspace.resolve() if args.workspace else None, keep_going=args.keep_going,
+        plan_only=args.plan,
     )
 
 
