@@ -15,12 +15,12 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from flask import Flask, Response, g, render_template, request
+from flask import Flask, Response, current_app, g, render_template, request
 from werkzeug.exceptions import HTTPException
 
 from service import logs
 from service.config import Settings
-from service.errors import ApiError, InvalidInput, InvalidJson, NotReady, UnsupportedMediaType
+from service.errors import ApiError, InvalidInput, InvalidJson, NotReady, TooLarge, UnsupportedMediaType
 from service.holder import ModelHolder
 from service.metrics import Metrics
 from service.openapi import build_spec
@@ -155,6 +155,12 @@ def _parse_body():
             f"(got {request.mimetype or 'none'!r})"
         )
     data = request.get_data(cache=False)
+    if request.content_length is None and len(data) >= current_app.config["MAX_CONTENT_LENGTH"]:
+        # A streamed (chunked) body is cut at the limit without an error: refuse it, don't parse half.
+        raise TooLarge(
+            f"the body is larger than {current_app.config['MAX_CONTENT_LENGTH']} bytes: "
+            "send fewer instances per request"
+        )
     try:
         return json.loads(data, parse_constant=_reject_constant)
     except RecursionError:
