@@ -1,0 +1,50 @@
+"""The deploy tooling's configuration: the one place environment variables are read.
+
+Every script's flags default to these, so Jenkins sets variables and operators can pass flags.
+"""
+
+from __future__ import annotations
+
+import os
+
+# variable -> default (None: no default, the flag or variable is required where it is used)
+DEFAULTS: dict[str, str | None] = {
+    "AWS_REGION": None,
+    "ECR_REPOSITORY": None,
+    "ECS_CLUSTER": None,
+    "ECS_SERVICE": None,
+    "SERVICE_URL": None,
+    "MODEL_STORE": None,
+    "MODEL_NAME": "digits",
+    "MODEL_ALIAS": "production",
+    "IMAGE_NAME": "model-service",
+    "BASE_IMAGE": None,
+    "TASK_FAMILY": "model-service",
+    "TASK_ROLE_ARN": None,
+    "EXECUTION_ROLE_ARN": None,
+    "LOG_GROUP": "/ecs/model-service",
+    "ROLLOUT_TIMEOUT": "600",
+}
+
+
+def settings(environ: dict | None = None) -> dict[str, str | None]:
+    """The variables above from the environment (empty counts as unset), with their defaults."""
+    env = os.environ if environ is None else environ
+    region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
+    values = {key: (env.get(key) or default) for key, default in DEFAULTS.items()}
+    values["AWS_REGION"] = region or None
+    return values
+
+
+def template_values(values: dict[str, str | None]) -> dict[str, str | None]:
+    """The task-definition template's placeholders filled from the settings (IMAGE/MODEL_VERSION apart)."""
+    return {
+        "FAMILY": values["TASK_FAMILY"],
+        "TASK_ROLE_ARN": values["TASK_ROLE_ARN"],
+        "EXECUTION_ROLE_ARN": values["EXECUTION_ROLE_ARN"],
+        "AWS_REGION": values["AWS_REGION"],
+        "LOG_GROUP": values["LOG_GROUP"],
+        "MODEL_STORE": values["MODEL_STORE"],
+        "MODEL_NAME": values["MODEL_NAME"],
+        "MODEL_ALIAS": values["MODEL_ALIAS"],
+    }
