@@ -206,7 +206,7 @@ class LocalEcsAgent:
             self._stop_task()
             self._handle = self.launcher.start(task, self.port, self.extra_env)
             self._task, self._started_at = task, time.monotonic()
-            version = task.environment.get("MODEL_VERSION") or f"alias {task.environment.get('MODEL_ALIAS')}"
+            version = task.environment.get("MODEL_VERSION") or f"alias:{task.environment.get('MODEL_ALIAS')}"
             self._log(f"started {_revision(wanted)} ({self.launcher.kind}, model {version}) on {self.url}")
 
     def _stop_task(self) -> None:

@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import argparse
 import glob
+import io
 import json
 import logging
 import os
 import shutil
 import subprocess
 import sys
+import tarfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -269,18 +271,16 @@ def git_commit(cwd: Path) -> str:
 
 
 def make_workspace(target: Path) -> Path:
-    """Copy the checkout (tracked and untracked, not ignored files) to `target`, as Jenkins checks out.
+    """Check the commit out into `target`, as Jenkins does: committed files only, no local edits.
 
     The virtualenv is linked, not copied: the stages' `make` targets find it where they expect it.
     """
-    listing = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-                             cwd=ROOT, capture_output=True, check=True).stdout.decode()
     target.mkdir(parents=True, exist_ok=True)
-    for name in filter(None, listing.split("\0")):
-        source = ROOT / name
-        if source.is_file():
-            (target / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, target / name)
+    archive = subprocess.run(["git", "archive", "--format=tar", "HEAD"], cwd=ROOT, capture_output=True)
+    if archive.returncode != 0:
+        raise PipelineError(f"--workspace needs a git checkout: {archive.stderr.decode().strip()}")
+    with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+        tar.extractall(target, filter="data")
     if (ROOT / ".venv").exists() and not (target / ".venv").exists():
         (target / ".venv").symlink_to(ROOT / ".venv")
     return target
@@ -432,7 +432,8 @@ def parse_args(argv: list[str] | None) -> Options:
                         help="how the local ECS agent runs a task: the image under podman when it exists "
                              "locally (auto), or always gunicorn from the checkout")
     parser.add_argument("--workspace", type=Path,
-                        help="copy the checkout here and run there (default: run in the checkout)")
+                        help="check the commit (HEAD, without local edits) out here and run there, "
+                             "as Jenkins would (default: run in this checkout as it is)")
     parser.add_argument("--keep-going", action="store_true", help="run the later stages after a failure")
     parser.add_argument("--plan", action="store_true",
                         help="only print the Jenkinsfile's dry run (stages, when, commands) as JSON")
