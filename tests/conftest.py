@@ -126,6 +126,12 @@ def run_cli(*args: str, env: dict | None = None, cwd: Path = ROOT) -> subprocess
 
 
 # ---- service fixtures -----------------------------------------------------------------------
+# Import this checkout's packages even if the venv's editable install points at another copy of
+# the repository (a test that copies the workspace and reinstalls it rewrites that mapping).
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+
 class GunicornServer:
     """A real `gunicorn --config service/gunicorn.conf.py service.wsgi:app` on 127.0.0.1."""
 
