@@ -1,0 +1,372 @@
+"""ECS rollout: against the moto server (real boto3 calls) and against scripted ECS answers.
+
+Moto's ECS does not model deployments (a forced deployment never completes there), so the moto
+tests cover planning, bad input and the rollback path end to end, and the waiting/failure logic is
+driven by a fake boto3 ECS client that answers scripted describe_services results and raises real
+botocore ClientErrors.
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import subprocess
+import threading
+import uuid
+
+import pytest
+from botocore.exceptions import ClientError
+from conftest import ROOT
+
+DIGEST = "sha256:" + "ab" * 32
+MEDIA_TYPE = "application/vnd.docker.distribution.manifest.v2+json"
+MANIFEST = json.dumps({"schemaVersion": 2, "mediaType": MEDIA_TYPE,
+                       "config": {"digest": "sha256:" + "1" * 64}, "layers": []})
+
+
+# -- fixtures on the moto server ----------------------------------------------------------
+@pytest.fixture
+def two_versions(local_store):
+    """The local store with a second, newer version published (production still on the first)."""
+    from model.data import load_dataset
+    from model.store import ModelStore
+    from model.train import train
+
+    store = ModelStore(local_store)
+    first = store.alias("digits", "production").version
+    artifact, manifest = train(load_dataset("digits"), name="digits", seed=7)
+    store.publish(artifact, manifest)
+    return local_store, first, manifest["version"]
+
+
+@pytest.fixture
+def ecs_world(aws_env):
+    """VPC, subnet, security group, an ECR repository with one pushed tag, a cluster and a service."""
+    import boto3
+
+    suffix = uuid.uuid4().hex[:8]
+    ec2, ecs, ecr = boto3.client("ec2"), boto3.client("ecs"), boto3.client("ecr")
+    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.1.0/24")["Subnet"]["SubnetId"]
+    group = ec2.create_security_group(GroupName=f"svc-{suffix}", Description="svc", VpcId=vpc)["GroupId"]
+    repo = f"model-service-{suffix}"
+    uri = ecr.create_repository(repositoryName=repo)["repository"]["repositoryUri"]
+    pushed = ecr.put_image(repositoryName=repo, imageManifest=MANIFEST, imageTag="abc123")["image"]["imageId"]
+    cluster = f"cluster-{suffix}"
+    ecs.create_cluster(clusterName=cluster)
+    first = ecs.register_task_definition(
+        family=f"model-service-{suffix}", networkMode="awsvpc", requiresCompatibilities=["FARGATE"],
+        cpu="1024", memory="2048",
+        containerDefinitions=[{"name": "model-service", "image": f"{uri}@{DIGEST}", "essential": True,
+                               "environment": [{"name": "MODEL_VERSION", "value": "old"}]}],
+    )["taskDefinition"]["taskDefinitionArn"]
+    ecs.create_service(
+        cluster=cluster, serviceName="model", taskDefinition=first, desiredCount=1, launchType="FARGATE",
+        deploymentController={"type": "ECS"},
+        deploymentConfiguration={"deploymentCircuitBreaker": {"enable": True, "rollback": True},
+                                 "maximumPercent": 200, "minimumHealthyPercent": 100},
+        networkConfiguration={"awsvpcConfiguration": {"subnets": [subnet], "securityGroups": [group]}},
+    )
+    return {"env": aws_env, "cluster": cluster, "service": "model", "repo": repo, "uri": uri,
+            "pushed_digest": pushed["imageDigest"], "first": first, "family": f"model-service-{suffix}"}
+
+
+def rollout(world, *args, env=None):
+    return subprocess.run([str(ROOT / "scripts/rollout"), "ecs", "--cluster", world["cluster"],
+                           "--service", world["service"], *args],
+                          capture_output=True, text=True, env=env or world["env"], timeout=120, cwd=ROOT)
+
+
+def service_state(world):
+    import boto3
+
+    ecs = boto3.client("ecs")
+    service = ecs.describe_services(cluster=world["cluster"], services=[world["service"]])["services"][0]
+    revisions = ecs.list_task_definitions(familyPrefix=world["family"], status="ACTIVE")["taskDefinitionArns"]
+    return service["taskDefinition"], revisions
+
+
+def assert_one_error_line(result, code, text):
+    assert result.returncode == code, result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and text in lines[0], result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+# -- against moto -------------------------------------------------------------------------
+def test_dry_run_plans_image_digest_and_model_and_changes_nothing(ecs_world, two_versions):
+    store, first, second = two_versions
+    result = rollout(ecs_world, "--image", f"{ecs_world['repo']}:abc123", "--promote", second,
+                     "--store", store, "--dry-run")
+    assert result.returncode == 0, result.stderr
+    assert f"{ecs_world['uri']}@{ecs_world['pushed_digest']}" in result.stdout
+    assert f"production {first} -> {second}" in result.stdout
+    assert service_state(ecs_world) == (ecs_world["first"], [ecs_world["first"]])
+    from model.store import ModelStore
+
+    assert ModelStore(store).alias("digits", "production").version == first
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "text"),
+    [
+        (["--cluster", "no-such-cluster"], 4, "no-such-cluster"),
+        (["--service", "no-such-service"], 4, "no-such-service"),
+        (["--image", "REPO:never-pushed"], 4, "never-pushed"),
+        (["--image", "not a ref"], 5, "invalid image reference"),
+        (["--model-version", "20200101T000000Z-deadbeef"], 4, "not found"),
+        (["--promote", "20200101T000000Z-deadbeef"], 4, "not found"),
+        (["--model-version", "V", "--promote", "V"], 5, "at most one"),
+        (["--template", "ecs/task-def.json", "--model-alias", "production"], 5, "unfilled placeholders"),
+    ],
+)
+def test_bad_input_is_one_line_and_changes_nothing(ecs_world, local_store, args, code, text):
+    args = [a.replace("REPO", ecs_world["repo"]) for a in args]
+    env = {k: v for k, v in ecs_world["env"].items() if k not in ("TASK_ROLE_ARN", "EXECUTION_ROLE_ARN")}
+    result = rollout(ecs_world, *args, "--store", local_store, env=env)
+    assert_one_error_line(result, code, text)
+    assert service_state(ecs_world) == (ecs_world["first"], [ecs_world["first"]])
+    from model.store import ModelStore
+
+    assert ModelStore(local_store).alias("digits", "production").previous is None
+
+
+def test_missing_credentials_is_exit_3(ecs_world, tmp_path):
+    env = {k: v for k, v in ecs_world["env"].items() if not k.startswith("AWS_") or k in
+           ("AWS_ENDPOINT_URL", "AWS_REGION", "AWS_DEFAULT_REGION")}
+    env.update(AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "none"), AWS_CONFIG_FILE=str(tmp_path / "none"),
+               AWS_EC2_METADATA_DISABLED="true")
+    result = rollout(ecs_world, "--dry-run", env=env)
+    assert_one_error_line(result, 3, "credentials")
+
+
+def test_failed_rollout_on_moto_restores_revision_and_alias(ecs_world, two_versions):
+    """Moto never completes a deployment: the rollout times out and must undo everything it did."""
+    store, first, second = two_versions
+    result = rollout(ecs_world, "--image", f"{ecs_world['repo']}:abc123", "--promote", second,
+                     "--store", store, "--timeout", "1", "--poll", "0.2", "--rollback-timeout", "0")
+    assert_one_error_line(result, 6, "timed out")
+    assert "registered" in result.stdout and "rollback: alias production -> " + first in result.stdout
+    task_definition, revisions = service_state(ecs_world)
+    assert task_definition == ecs_world["first"]
+    assert revisions == [ecs_world["first"]]  # the new revision was deregistered
+    from model.store import ModelStore
+
+    assert ModelStore(store).alias("digits", "production").version == first
+
+
+def test_rendered_template_revision_pins_digest_and_version(ecs_world, two_versions):
+    """With --template the new revision comes from ecs/task-def.json (registered before the timeout)."""
+    import boto3
+
+    store, first, _ = two_versions
+    env = {**ecs_world["env"], "TASK_ROLE_ARN": "arn:aws:iam::123456789012:role/task",
+           "EXECUTION_ROLE_ARN": "arn:aws:iam::123456789012:role/exec", "TASK_FAMILY": ecs_world["family"]}
+    result = rollout(ecs_world, "--template", "ecs/task-def.json", "--image", f"{ecs_world['repo']}:abc123",
+                     "--model-alias", "production", "--store", store, "--timeout", "0",
+                     "--rollback-timeout", "0", env=env)
+    assert result.returncode == 6, result.stderr
+    registered = [line.split()[-1] for line in result.stdout.splitlines() if line.startswith("registered ")]
+    definition = boto3.client("ecs").describe_task_definition(taskDefinition=registered[0])["taskDefinition"]
+    container = definition["containerDefinitions"][0]
+    assert container["image"] == f"{ecs_world['uri']}@{ecs_world['pushed_digest']}"
+    assert {"name": "MODEL_VERSION", "value": first} in container["environment"]
+    assert definition["cpu"] == "1024" and definition["taskRoleArn"].endswith("role/task")
+
+
+# -- scripted ECS answers -----------------------------------------------------------------
+def _deployment(td, state, running=1, desired=1, failed=0, status="PRIMARY"):
+    return {"id": f"ecs-svc/{td[-1]}", "status": status, "taskDefinition": td, "rolloutState": state,
+            "rolloutStateReason": "circuit breaker tripped" if state == "FAILED" else "",
+            "runningCount": running, "desiredCount": desired, "failedTasks": failed}
+
+
+class FakeEcs:
+    """A boto3 ECS client whose describe_services answers follow a script (then repeat the last)."""
+
+    def __init__(self, script, fail_update_on=None):
+        self.script = list(script)
+        self.td = "arn:td/old:1"
+        self.updates, self.registered, self.deregistered = [], [], []
+        self.fail_update_on = fail_update_on
+
+    def describe_clusters(self, clusters):
+        return {"clusters": [{"clusterName": clusters[0], "status": "ACTIVE"}]}
+
+    def describe_services(self, cluster, services):
+        step = self.script.pop(0) if len(self.script) > 1 else self.script[0]
+        deployments = step(self) if callable(step) else step
+        return {"services": [{"serviceName": services[0], "status": "ACTIVE", "taskDefinition": self.td,
+                              "desiredCount": 1, "runningCount": 1, "deployments": deployments}]}
+
+    def describe_task_definition(self, taskDefinition):
+        return {"taskDefinition": {
+            "taskDefinitionArn": taskDefinition, "family": "svc", "revision": 1, "status": "ACTIVE",
+            "containerDefinitions": [{"name": "model-service", "image": "repo@" + DIGEST,
+                                      "environment": [{"name": "MODEL_VERSION", "value": "v-old"}]}]}}
+
+    def register_task_definition(self, **definition):
+        self.registered.append(definition)
+        return {"taskDefinition": {**definition, "taskDefinitionArn": "arn:td/new:2"}}
+
+    def deregister_task_definition(self, taskDefinition):
+        self.deregistered.append(taskDefinition)
+
+    def update_service(self, cluster, service, taskDefinition, forceNewDeployment):
+        if taskDefinition == self.fail_update_on:
+            raise ClientError({"Error": {"Code": "AccessDeniedException", "Message": "not allowed"}},
+                              "UpdateService")
+        self.updates.append(taskDefinition)
+        self.td = taskDefinition
+        return {"service": {"serviceName": service, "taskDefinition": taskDefinition}}
+
+    def list_tasks(self, **_):
+        return {"taskArns": []}
+
+
+class FakeStore:
+    """Only what the rollout asks of a ModelStore, recording alias moves."""
+
+    def __init__(self):
+        from model.store import Alias
+
+        self.Alias = Alias
+        self.production = Alias("production", "v-old", None, "t", "e1")
+        self.moves = []
+
+    def resolve(self, name, alias=None, version=None):
+        return version or self.production.version
+
+    def alias(self, name, alias):
+        return self.production
+
+    def move_alias(self, name, alias, version, expected="read"):
+        self.moves.append(version)
+        self.production = self.Alias(alias, version, self.production.version, "t", f"e{len(self.moves) + 1}")
+        return self.production
+
+
+class VersionServer:
+    """A real HTTP server on 127.0.0.1 answering GET /model with a settable version."""
+
+    def __init__(self):
+        owner = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                body = json.dumps({"name": "digits", "version": owner.version}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.version = "v-new"
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def version_server():
+    server = VersionServer()
+    yield server
+    server.close()
+
+
+def run_scripted(fake, *, store=None, url=None, timeout=30.0, **kwargs):
+    from ops.ecs import EcsClient
+    from ops.ecs_rollout import EcsRollout, RolloutRequest
+
+    now = [0.0]
+    lines = []
+    rollout_ = EcsRollout(EcsClient(fake), None, store or FakeStore(), log=lines.append,
+                          clock=lambda: now[0], sleep=lambda s: now.__setitem__(0, now[0] + s))
+    request = RolloutRequest(cluster="c", service="s", promote="v-new", image_digest="repo@" + DIGEST,
+                             service_url=url, timeout=timeout, rollback_timeout=timeout, poll=5,
+                             verify_timeout=3, verify_consecutive=3, **kwargs)
+    try:
+        rollout_.run(request)
+        return None, lines
+    except Exception as exc:
+        return exc, lines
+
+
+def _new(state, **kw):
+    return lambda fake: [_deployment(fake.td, state, **kw)]
+
+
+def test_success_waits_for_completion_then_verifies(version_server):
+    fake = FakeEcs([_new("IN_PROGRESS", running=0),
+                    lambda f: [_deployment(f.td, "IN_PROGRESS"), _deployment("arn:td/old:1", "COMPLETED",
+                                                                              status="ACTIVE")],
+                    _new("COMPLETED")])
+    store = FakeStore()
+    error, lines = run_scripted(fake, store=store, url=version_server.url)
+    assert error is None, lines
+    assert fake.updates == ["arn:td/new:2"] and store.production.version == "v-new"
+    env = fake.registered[0]["containerDefinitions"][0]["environment"]
+    assert {"name": "MODEL_VERSION", "value": "v-new"} in env
+    assert any("answered v-new 3 times" in line for line in lines)
+
+
+def test_timeout_rolls_back_image_and_model():
+    fake = FakeEcs([lambda f: [_deployment(f.td, "IN_PROGRESS", running=0)] if f.td.endswith("new:2")
+                    else [_deployment(f.td, "COMPLETED")]])
+    store = FakeStore()
+    error, _lines = run_scripted(fake, store=store, timeout=30)
+    assert type(error).__name__ == "RolloutFailed" and error.exit_code == 6 and "timed out" in str(error)
+    assert fake.updates == ["arn:td/new:2", "arn:td/old:1"]
+    assert fake.deregistered == ["arn:td/new:2"]
+    assert store.moves == ["v-new", "v-old"]
+
+
+def test_circuit_breaker_failure_is_detected_without_waiting_for_the_timeout():
+    fake = FakeEcs([lambda f: [_deployment(f.td, "FAILED", running=0, failed=2)] if f.td.endswith("new:2")
+                    else [_deployment(f.td, "COMPLETED")]])
+    error, lines = run_scripted(fake, timeout=3600)
+    assert error.exit_code == 6 and "circuit breaker" in str(error)
+    assert fake.updates[-1] == "arn:td/old:1"
+    assert not any(line.startswith("waiting") for line in lines)
+
+
+def test_failed_tasks_count_as_failure():
+    fake = FakeEcs([lambda f: [_deployment(f.td, "IN_PROGRESS", running=0, failed=1)]
+                    if f.td.endswith("new:2") else [_deployment(f.td, "COMPLETED")]])
+    error, _ = run_scripted(fake)
+    assert error.exit_code == 6 and "failed to start" in str(error)
+
+
+def test_verify_mismatch_rolls_back(version_server):
+    version_server.version = "v-old"  # the load balancer still reaches old tasks only
+    fake = FakeEcs([_new("COMPLETED")])
+    store = FakeStore()
+    error, _lines = run_scripted(fake, store=store, url=version_server.url)
+    assert error.exit_code == 6 and "did not answer version v-new" in str(error)
+    assert fake.updates == ["arn:td/new:2", "arn:td/old:1"] and store.production.version == "v-old"
+
+
+def test_service_url_that_does_not_answer_rolls_back():
+    from conftest import free_port
+
+    fake = FakeEcs([_new("COMPLETED")])
+    error, _ = run_scripted(fake, url=f"http://127.0.0.1:{free_port()}")
+    assert error.exit_code == 6 and "did not answer version v-new" in str(error)
+    assert "ConnectionRefusedError" in str(error) or "Errno" in str(error)
+    assert fake.updates[-1] == "arn:td/old:1"
+
+
+def test_rollback_failure_is_exit_7_and_says_so():
+    fake = FakeEcs([_new("FAILED")], fail_update_on="arn:td/old:1")
+    store = FakeStore()
+    error, _ = run_scripted(fake, store=store)
+    assert type(error).__name__ == "RollbackFailed" and error.exit_code == 7
+    assert "ROLLBACK FAILED" in str(error) and "AccessDeniedException" in str(error)
+    assert store.production.version == "v-old"  # the alias was still moved back
