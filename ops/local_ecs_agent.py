@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -163,6 +164,9 @@ class LocalEcsAgent:
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _started_at: float = 0.0
     _last_error: str = ""
+    _healthy: bool = False
+    # Told what ECS would record about the deployment: started(arn), healthy(arn), failed(arn).
+    reporter: object = None
 
     @property
     def url(self) -> str:
@@ -196,18 +200,35 @@ class LocalEcsAgent:
         wanted = services[0]["taskDefinition"]
         with self._lock:
             if self._task and self._task.task_definition == wanted and not self.launcher.exited(self._handle):
+                if not self._healthy and self._answers_health():
+                    self._healthy = True
+                    self._report("healthy", wanted)
+                    self._log(f"{_revision(wanted)} is healthy")
                 return
             if self._task and self._task.task_definition == wanted:
                 if time.monotonic() - self._started_at < RESTART_DELAY:
                     return
+                self._report("failed", wanted)
                 self._log(f"task {_revision(wanted)} exited; restarting it")
             definition = self.ecs.describe_task_definition(taskDefinition=wanted)["taskDefinition"]
             task = Task.from_definition(definition)
             self._stop_task()
             self._handle = self.launcher.start(task, self.port, self.extra_env)
-            self._task, self._started_at = task, time.monotonic()
+            self._task, self._started_at, self._healthy = task, time.monotonic(), False
+            self._report("started", wanted)
             version = task.environment.get("MODEL_VERSION") or f"alias:{task.environment.get('MODEL_ALIAS')}"
             self._log(f"started {_revision(wanted)} ({self.launcher.kind}, model {version}) on {self.url}")
+
+    def _answers_health(self) -> bool:
+        try:
+            with urllib.request.urlopen(self.url + "/health", timeout=2) as answer:
+                return answer.status == 200
+        except OSError:
+            return False
+
+    def _report(self, event: str, arn: str) -> None:
+        if self.reporter is not None:
+            getattr(self.reporter, event)(arn)
 
     def _stop_task(self) -> None:
         if self._handle is not None:

@@ -262,6 +262,49 @@ class AutoLauncher:
         return self._by_handle.get(id(handle), self.gunicorn).exited(handle)
 
 
+class MotoDeployments:
+    """Records in moto's ECS what ECS records as a deployment's tasks start, pass health or fail.
+
+    moto keeps a service's deployment at the task definition it was created with (update_service only
+    renews its id), so a rollout waiting for its revision's deployment would wait forever. ECS's
+    scheduler updates that record as tasks run; the local agent runs the tasks, and this reporter
+    writes the record into the moto server running in this process.
+    """
+
+    def __init__(self, cluster: str, service: str, region: str = REGION):
+        self.cluster, self.service, self.region = cluster, service, region
+
+    def _service(self):
+        from moto.core import DEFAULT_ACCOUNT_ID
+        from moto.ecs.models import ecs_backends
+
+        return ecs_backends[DEFAULT_ACCOUNT_ID][self.region].services[f"{self.cluster}:{self.service}"]
+
+    def _record(self, arn: str, state: str, running: int, failed: int = 0) -> None:
+        from datetime import UTC, datetime
+
+        service = self._service()
+        if service.task_definition != arn:
+            return  # the service moved on (a rollback) while this task started
+        deployment = dict(service.deployments[0]) if service.deployments else {}
+        deployment.update(taskDefinition=arn, status="PRIMARY", rolloutState=state, runningCount=running,
+                          pendingCount=0 if running else 1, failedTasks=failed,
+                          rolloutStateReason=f"local ECS agent: {state.lower()}",
+                          updatedAt=datetime.now(UTC))
+        service.deployments = [deployment]
+
+    def started(self, arn: str) -> None:
+        self._record(arn, "IN_PROGRESS", 0)
+
+    def healthy(self, arn: str) -> None:
+        self._record(arn, "COMPLETED", self._service().desired_count)
+
+    def failed(self, arn: str) -> None:
+        deployments = self._service().deployments
+        failed = int(deployments[0].get("failedTasks", 0)) if deployments else 0
+        self._record(arn, "IN_PROGRESS", 0, failed + 1)
+
+
 # ---- running stages -------------------------------------------------------------------------------
 
 def git_commit(cwd: Path) -> str:
@@ -373,6 +416,7 @@ def run(options: Options) -> int:
             ecs=aws.client("ecs"), cluster=CLUSTER, service=SERVICE, port=port,
             launcher=AutoLauncher(run_dir / "tasks", workspace, options.agent),
             extra_env={**aws.env, "MODEL_CACHE_DIR": str(run_dir / "model-cache")},
+            reporter=MotoDeployments(CLUSTER, SERVICE),
         ).start()
         env = {
             **os.environ,
