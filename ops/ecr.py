@@ -41,8 +41,15 @@ class EcrClient:
 
     def image_digest(self, repository: str, tag: str) -> str:
         """The sha256 digest an image tag points at, or ResourceNotFound."""
+        from botocore.exceptions import ClientError
+
         with aws_errors(f"look up image {repository}:{tag} in ECR"):
-            answer = self.boto.describe_images(repositoryName=repository, imageIds=[{"imageTag": tag}])
+            try:
+                answer = self.boto.describe_images(repositoryName=repository, imageIds=[{"imageTag": tag}])
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") != "ImageNotFoundException":
+                    raise
+                answer = {}
         details = answer.get("imageDetails") or []
         if not details:
             raise ResourceNotFound(f"image tag {tag!r} not found in ECR repository {repository!r}")
