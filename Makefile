@@ -61,7 +61,28 @@ promote: $(STAMP) ## move the production alias to the version `make publish` wro
 	$(PY) -m model promote "$$(cat $(CANDIDATE)/published-version)" --alias production $(GATE_ARGS)
 
 # ---- deploy pipeline stages (Jenkinsfile: Deploy) -------------------------------------------
-# (image, smoke, push, rollout targets: see the operations section of the README)
+# Each target is one script (README: operations). Variables come from the environment: AWS_REGION,
+# ECR_REPOSITORY, ECS_CLUSTER, ECS_SERVICE, SERVICE_URL, MODEL_STORE, BASE_IMAGE, DEPLOY_TEMPLATE.
+IMAGE_TAG ?= $(shell git rev-parse --short=12 HEAD)
+DEPLOY_TEMPLATE ?=
+ROLLOUT_ARGS ?=
+
+.PHONY: image smoke push deploy rollout-model
+image: ## build the service image, tagged with the git commit (podman or docker)
+	scripts/build-image --tag $(IMAGE_TAG)
+
+smoke: $(STAMP) ## run the built image against $(MODEL_STORE): /ready, /model and a prediction
+	scripts/smoke-image --tag $(IMAGE_TAG) --store $(MODEL_STORE)
+
+push: $(STAMP) ## push the image to ECR ($(ECR_REPOSITORY):$(IMAGE_TAG)) and print its digest
+	scripts/push-image --tag $(IMAGE_TAG)
+
+deploy: $(STAMP) ## roll the pushed image out to ECS (model kept), verify, roll back on failure
+	scripts/rollout ecs --image "$$ECR_REPOSITORY:$(IMAGE_TAG)" \
+	  $(if $(DEPLOY_TEMPLATE),--template $(DEPLOY_TEMPLATE)) $(ROLLOUT_ARGS)
+
+rollout-model: $(STAMP) ## roll the production alias's version out to ECS (same image), verify, roll back
+	scripts/rollout ecs --model-alias production --store $(MODEL_STORE) $(ROLLOUT_ARGS)
 
 # ---- local runs of whole pipelines -----------------------------------------------------------
 # The Jenkinsfile's stages, in its order, against a moto server on 127.0.0.1 (README: Jenkins).
