@@ -75,6 +75,7 @@ class Options:
     workspace: Path | None = None
     keep_going: bool = False
     plan_only: bool = False
+    skip: list[str] = field(default_factory=list)
 
 
 # ---- the plan: a dry run of the Jenkinsfile -------------------------------------------------------
@@ -399,6 +400,10 @@ def run(options: Options) -> int:
         print(json.dumps(plan, indent=2))
         return 0
     selected = [s["name"] for s in plan["stages"] if s["runs"]]
+    unknown = sorted(set(options.skip) - {s["name"] for s in plan["stages"]})
+    if unknown:
+        names = ", ".join(map(repr, unknown))
+        raise PipelineError(f"--skip-stage: no stage named {names} in the Jenkinsfile")
     print(f"pipeline-local: branch {options.branch}, PIPELINE={options.pipeline}, "
           f"changed: {', '.join(options.changed) or '(nothing known: both pipelines)'}", flush=True)
     print(f"pipeline-local: stages: {' -> '.join(selected)}", flush=True)
@@ -434,6 +439,10 @@ def run(options: Options) -> int:
               f"service {SERVICE} in {CLUSTER} served on {agent.url}", flush=True)
         try:
             for stage in plan["stages"]:
+                if stage["runs"] and stage["name"] in options.skip:
+                    results.append(StageResult(stage["name"], "skipped", detail="--skip-stage"))
+                    print_result(results[-1])
+                    continue
                 if not stage["runs"]:
                     when = "; ".join(stage["when"])
                     results.append(StageResult(stage["name"], "skipped",
@@ -479,6 +488,8 @@ def parse_args(argv: list[str] | None) -> Options:
                         help="check the commit (HEAD, without local edits) out here and run there, "
                              "as Jenkins would (default: run in this checkout as it is)")
     parser.add_argument("--keep-going", action="store_true", help="run the later stages after a failure")
+    parser.add_argument("--skip-stage", action="append", default=[], metavar="NAME",
+                        help="do not run this stage (repeat); reported as skipped")
     parser.add_argument("--plan", action="store_true",
                         help="only print the Jenkinsfile's dry run (stages, when, commands) as JSON")
     args = parser.parse_args(argv)
@@ -489,7 +500,7 @@ def parse_args(argv: list[str] | None) -> Options:
         pipeline=args.pipeline, branch=args.branch, changed=args.changed, approve=args.approve,
         require_approval=args.require_approval, agent=args.agent,
         workspace=args.workspace.resolve() if args.workspace else None, keep_going=args.keep_going,
-        plan_only=args.plan,
+        plan_only=args.plan, skip=args.skip_stage,
     )
 
 
