@@ -433,6 +433,8 @@ def run(options: Options) -> int:
             "GIT_COMMIT": commit,
             "BRANCH_NAME": options.branch,
             "PYTEST_ADDOPTS": os.environ.get("PYTEST_ADDOPTS", DEFAULT_PYTEST_ADDOPTS),
+            # The local agent starts a task in seconds: poll the rollout every second, not every ten.
+            "ROLLOUT_ARGS": os.environ.get("ROLLOUT_ARGS", "--poll 1"),
         }
         env.pop("AWS_PROFILE", None)
         print(f"pipeline-local: AWS at {aws.endpoint}; store {resources['MODEL_STORE']}; "
