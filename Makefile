@@ -5,7 +5,9 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 PY := $(BIN)/python
-STAMP := $(VENV)/.installed-stamp
+# Named by the content of the dependency files, not their mtime: a fresh checkout (Jenkins, a
+# workspace sharing this .venv) of the same dependencies does not reinstall.
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | sha256sum | cut -c1-12)
 
 export MODEL_STORE ?= store
 export MODEL_NAME ?= digits
@@ -16,9 +18,10 @@ export PORT ?= 8080
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | sort
 
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP):
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
+	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 
 venv: $(STAMP) ## create .venv and install the pinned dependencies
