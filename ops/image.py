@@ -194,7 +194,10 @@ def _http(url: str, body: dict | None = None, timeout: float = 5.0) -> tuple[int
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status, json.loads(response.read() or b"{}")
     except urllib.error.HTTPError as exc:
-        return exc.code, {}
+        try:
+            return exc.code, json.loads(exc.read() or b"{}")
+        except ValueError:
+            return exc.code, {}
 
 
 def smoke(tool: str, image: str, *, store: str, port: int, name: str = "digits", version: str | None = None,
@@ -205,6 +208,7 @@ def smoke(tool: str, image: str, *, store: str, port: int, name: str = "digits",
     variables of `env`. Returns {"version":..., "prediction":...}; ToolError on any failure.
     """
     container = f"smoke-{os.getpid()}-{port}"
+    cleanup: list[Path] = []
     cmd = [tool, "run", "-d", "--name", container, "--network", "host",
            "-e", f"PORT={port}", "-e", f"MODEL_NAME={name}"]
     if Path(tool).name == "podman":
@@ -218,47 +222,73 @@ def smoke(tool: str, image: str, *, store: str, port: int, name: str = "digits",
         folder = Path(store.removeprefix("file://")).resolve()
         if not folder.is_dir():
             raise ResourceNotFound(f"store folder {folder} does not exist")
-        cmd += ["-v", f"{folder}:/store:ro", "-e", "MODEL_STORE=/store"]
+        snapshot = _readable_snapshot(folder / name)
+        cleanup.append(snapshot)
+        cmd += ["-v", f"{snapshot}:/store:ro", "-e", "MODEL_STORE=/store"]
     if version:
         cmd += ["-e", f"MODEL_VERSION={version}"]
     cmd.append(image)
     log(f"smoke: starting {image} on 127.0.0.1:{port} with store {store}")
-    _run(cmd, quiet=True)
-    base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + timeout
-        status = None
-        while time.monotonic() < deadline:
-            try:
-                status, _ = _http(f"{base}/ready", timeout=2)
-            except OSError:
-                status = None
-            if status == 200:
-                break
-            if _container_state(tool, container) not in ("running", "created", "configured"):
-                raise ToolError(f"container exited before it was ready: {_logs_tail(tool, container)}")
-            time.sleep(1)
-        else:
-            raise ToolError(f"/ready did not answer 200 within {timeout:g}s (last {status}): "
-                            f"{_logs_tail(tool, container)}")
-        log("smoke: /ready 200")
-        _, manifest = _http(f"{base}/model")
-        if version and manifest.get("version") != version:
-            raise ToolError(f"/model answers {manifest.get('version')}, expected {version}")
-        example = manifest.get("example")
-        if example is None:
-            raise ToolError("/model has no example instance to predict")
-        status, answer = _http(f"{base}/predict", {"instances": [example]})
-        predictions = answer.get("predictions") or []
-        if status != 200 or len(predictions) != 1 or "label" not in predictions[0]:
-            raise ToolError(f"POST /predict answered {status}: {json.dumps(answer)[:200]}")
-        log(f"smoke: model {manifest.get('version')} predicted {predictions[0]['label']!r}")
-        if Path(tool).name == "podman":
-            _run([tool, "healthcheck", "run", container], quiet=True)
-            log("smoke: HEALTHCHECK passes")
-        return {"version": manifest.get("version"), "prediction": predictions[0], "answer": answer}
+        _run(cmd, quiet=True)
+        return _check_serving(tool, container, port, version, timeout, log)
     finally:
         subprocess.run([tool, "rm", "-f", "-t", "5", container], capture_output=True)
+        for path in cleanup:
+            shutil.rmtree(path.parent, ignore_errors=True)
+
+
+def _readable_snapshot(model_folder: Path) -> Path:
+    """A copy of one model's store folder that the image's non-root user can read.
+
+    The store writes its files owner-only (0600); mounting them into a container that runs as
+    uid 10001 would make every read fail, so the smoke test mounts a world-readable copy instead.
+    """
+    if not model_folder.is_dir():
+        raise ResourceNotFound(f"model folder {model_folder} does not exist in the store")
+    root = Path(tempfile.mkdtemp(prefix="smoke-store-"))
+    target = root / "store"
+    shutil.copytree(model_folder, target / model_folder.name, ignore=shutil.ignore_patterns(".*"))
+    for path in [root, *root.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    return target
+
+
+def _check_serving(tool: str, container: str, port: int, version: str | None, timeout: float, log) -> dict:
+    """Wait for /ready, then check /model, one prediction and (podman) the HEALTHCHECK."""
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout
+    status, body = None, {}
+    while time.monotonic() < deadline:
+        try:
+            status, body = _http(f"{base}/ready", timeout=2)
+        except OSError:
+            status = None
+        if status == 200:
+            break
+        if _container_state(tool, container) not in ("running", "created", "configured"):
+            raise ToolError(f"container exited before it was ready: {_logs_tail(tool, container)}")
+        time.sleep(1)
+    else:
+        reason = body.get("error", {}).get("message") if isinstance(body.get("error"), dict) else None
+        raise ToolError(f"/ready did not answer 200 within {timeout:g}s (last {status}: "
+                        f"{reason or _logs_tail(tool, container)})")
+    log("smoke: /ready 200")
+    _, manifest = _http(f"{base}/model")
+    if version and manifest.get("version") != version:
+        raise ToolError(f"/model answers {manifest.get('version')}, expected {version}")
+    example = manifest.get("example")
+    if example is None:
+        raise ToolError("/model has no example instance to predict")
+    status, answer = _http(f"{base}/predict", {"instances": [example]})
+    predictions = answer.get("predictions") or []
+    if status != 200 or len(predictions) != 1 or "label" not in predictions[0]:
+        raise ToolError(f"POST /predict answered {status}: {json.dumps(answer)[:200]}")
+    log(f"smoke: model {manifest.get('version')} predicted {predictions[0]['label']!r}")
+    if Path(tool).name == "podman":
+        _run([tool, "healthcheck", "run", container], quiet=True)
+        log("smoke: HEALTHCHECK passes")
+    return {"version": manifest.get("version"), "prediction": predictions[0], "answer": answer}
 
 
 def _container_state(tool: str, container: str) -> str:

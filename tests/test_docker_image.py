@@ -76,12 +76,15 @@ def test_image_builds_and_serves_a_published_model(podman_env, local_store):
     image = build(tool, tag="test", name="localhost/model-service", base_image=base, pip=pip,
                   network="host", isolation="chroot")
 
-    config = json.loads(subprocess.run([tool, "image", "inspect", image], capture_output=True, text=True,
-                                       check=True).stdout)[0]["Config"]
+    inspected = json.loads(subprocess.run([tool, "image", "inspect", image], capture_output=True, text=True,
+                                          check=True).stdout)[0]
+    config = inspected["Config"]
     assert config["User"] == "10001"
     assert "8080/tcp" in config["ExposedPorts"]
-    assert config["Healthcheck"]["Test"][:2] == ["CMD", "python"]
     assert config["Cmd"][0] == "gunicorn"
+    # podman reports the docker-format HEALTHCHECK beside Config, docker inside it.
+    healthcheck = inspected.get("Healthcheck") or config.get("Healthcheck")
+    assert healthcheck["Test"][:2] == ["CMD", "python"]
 
     version = ModelStore(local_store).alias("digits", "production").version
     result = smoke(tool, image, store=local_store, port=free_port(), version=version, env=dict(os.environ),
