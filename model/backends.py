@@ -23,6 +23,14 @@ from model.errors import ConflictError, NotFoundError, StoreError
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 
 
+def _publish_mode(path: str) -> None:
+    # mkstemp creates 0600; a store is read by other users too (a container's non-root user),
+    # so give the file the mode a plain open() would have under the current umask.
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
+
+
 class LocalBackend:
     """Keys are paths below a root folder."""
 
@@ -56,6 +64,7 @@ class LocalBackend:
                 fh.write(data)
                 fh.flush()
                 os.fsync(fh.fileno())
+            _publish_mode(tmp)
             os.replace(tmp, path)
         except OSError as exc:
             raise StoreError(f"cannot write {key} to {self.uri}: {exc.strerror}") from None
@@ -70,6 +79,7 @@ class LocalBackend:
                 fh.write(data)
                 fh.flush()
                 os.fsync(fh.fileno())
+            _publish_mode(tmp)
             # link() fails if the target exists, which makes create-if-absent atomic.
             os.link(tmp, path)
         except FileExistsError:

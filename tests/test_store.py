@@ -190,3 +190,12 @@ def test_manifest_missing_fields_is_refused(store_uri, trained_digits):
     store.backend.write(f"digits/versions/{version}/manifest.json", b"{not json")
     with pytest.raises(IntegrityError, match="not valid JSON"):
         store.manifest("digits", version)
+
+
+def test_local_store_files_are_readable_by_other_users(tmp_path, trained_digits):
+    # A container's non-root user reads a mounted store: files must not be owner-only.
+    store, version = _published(str(tmp_path / "st"), trained_digits)
+    store.move_alias("digits", "production", version)
+    for path in (tmp_path / "st").rglob("*"):
+        if path.is_file() and not path.name.startswith("."):
+            assert path.stat().st_mode & 0o044 == 0o044, path
