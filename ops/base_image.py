@@ -7,6 +7,8 @@ configuration at run time, never written down here.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 import subprocess
 from pathlib import Path
@@ -58,3 +60,25 @@ def build_debian_base(tool: str, ref: str, workdir: Path, *, mirror: str | None 
         raise ToolError(f"importing the base image failed: {imported.stderr.strip()[-200:]}")
     log(f"base: imported {ref}")
     return ref
+
+
+def recipe_key(suite: str = "bookworm") -> str:
+    """A short hash of what the base is made of: another recipe gets another image name."""
+    recipe = {"suite": suite, "variant": "minbase", "packages": PACKAGES, "prune": _PRUNE}
+    return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def base_ref(suite: str = "bookworm") -> str:
+    """The local image name of the base built by this recipe (reused while the recipe is unchanged)."""
+    return f"localhost/debian-python:{suite}-{recipe_key(suite)}"
+
+
+def ensure_debian_base(tool: str, workdir: Path, *, suite: str = "bookworm", log=print) -> str:
+    """The base image for this recipe: reused from the tool's storage, or debootstrapped once."""
+    ref = base_ref(suite)
+    found = subprocess.run([tool, "image", "inspect", ref], capture_output=True)
+    if found.returncode == 0:
+        log(f"base: reusing {ref}")
+        return ref
+    workdir.mkdir(parents=True, exist_ok=True)
+    return build_debian_base(tool, ref, workdir, suite=suite, log=log)

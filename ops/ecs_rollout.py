@@ -12,6 +12,10 @@ builds the new revision; `execute()` changes things in a fixed order and undoes 
 
 On any failure after step 1 the previous revision (image and model together) is put back and the
 alias is moved back, then RolloutFailed (exit 6) is raised, or RollbackFailed (exit 7) if undoing failed.
+
+An alias that was never set has no previous target to move back to, and the store has no "unset":
+so --promote of an unset alias sets it last, after step 5, and a failed rollout leaves it unset.
+(--follow-alias tasks read the alias at start-up, so there it must exist first: that is refused.)
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ops.deploy_errors import DeployError, InvalidInput, RollbackFailed, RolloutFailed
+from ops.deploy_errors import DeployError, InvalidInput, ResourceNotFound, RollbackFailed, RolloutFailed
 from ops.ecr import EcrClient, resolve_image
 from ops.ecs import EcsClient, EcsService
 from ops.task_def import derive, is_digest_ref, pinned_unit, render_file
@@ -157,6 +161,11 @@ class EcsRollout:
                 version = self.store.resolve(req.model_name, version=req.promote)
                 record = self.store.alias(req.model_name, req.alias)
                 old = record.version if record else None
+                if old is None and req.follow_alias:
+                    raise ResourceNotFound(
+                        f"alias {req.alias!r} of {req.model_name} is not set, and --follow-alias tasks "
+                        f"would read it before the rollout is verified; set it first: "
+                        f"python -m model promote {version} --alias {req.alias}")
                 move = None if old == version else (req.alias, old, version)
                 return (None if req.follow_alias else version), move
             version = self.store.resolve(req.model_name, alias=req.model_alias, version=req.model_version)
@@ -182,9 +191,13 @@ class EcsRollout:
         """Carry out a plan; return the new task-definition ARN."""
         moved = None
         new_arn = None
+        # An unset alias is set only once the rollout is verified (see the module docstring).
+        set_last = bool(plan.alias_move) and plan.alias_move[1] is None
         try:
-            if plan.alias_move:
+            if plan.alias_move and not set_last:
                 moved = self._move_alias(req, plan.alias_move[2])
+            elif set_last:
+                self.log(f"alias: {req.alias} is unset; it is set once the rollout is verified")
             registered = self.ecs.register_task_definition(plan.new_definition)
             new_arn = registered["taskDefinitionArn"]
             self.log(f"registered {new_arn}")
@@ -194,6 +207,8 @@ class EcsRollout:
             if req.service_url and plan.model_version:
                 self.verify(req.service_url, plan.model_version, consecutive=req.verify_consecutive,
                             timeout=req.verify_timeout, log=self.log)
+            if set_last:
+                self._move_alias(req, plan.alias_move[2], expected=None)
         except (DeployError, KeyboardInterrupt) as exc:
             reason = str(exc) or type(exc).__name__
             self.log(f"rollout failed: {reason}")
@@ -202,11 +217,11 @@ class EcsRollout:
         self.log(f"rollout complete: {req.service} runs {new_arn}")
         return new_arn
 
-    def _move_alias(self, req: RolloutRequest, version: str):
+    def _move_alias(self, req: RolloutRequest, version: str, expected="read"):
         from model.errors import ModelError
 
         try:
-            moved = self.store.move_alias(req.model_name, req.alias, version)
+            moved = self.store.move_alias(req.model_name, req.alias, version, expected=expected)
         except ModelError as exc:
             raise _model_error(exc) from None
         self.log(f"alias: {req.alias} -> {moved.version} (was {moved.previous or 'unset'})")
@@ -288,7 +303,7 @@ class EcsRollout:
 def _model_error(exc) -> DeployError:
     """A model-store error as a DeployError with the matching exit code (not found, store unusable)."""
     from model.errors import NotFoundError, StoreError
-    from ops.deploy_errors import AwsError, ResourceNotFound
+    from ops.deploy_errors import AwsError
 
     if isinstance(exc, NotFoundError):
         return ResourceNotFound(str(exc))
@@ -353,6 +368,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if not args.cluster or not args.service:
             raise InvalidInput("name the service: --cluster/--service or ECS_CLUSTER/ECS_SERVICE")
+        for flag, value in (("--promote", args.promote), ("--model-version", args.model_version),
+                            ("--model-alias", args.model_alias), ("--image", args.image)):
+            # An empty value (e.g. `--promote "$(cat missing-file)"`) must not mean "keep the model".
+            if value is not None and not value.strip():
+                raise InvalidInput(f"{flag} was given an empty value")
         if args.verify_count < 1 or args.timeout < 0 or args.poll <= 0:
             raise InvalidInput("--verify-count must be >= 1, --timeout >= 0 and --poll > 0")
         from ops.aws import client

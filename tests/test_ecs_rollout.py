@@ -370,3 +370,88 @@ def test_rollback_failure_is_exit_7_and_says_so():
     assert type(error).__name__ == "RollbackFailed" and error.exit_code == 7
     assert "ROLLBACK FAILED" in str(error) and "AccessDeniedException" in str(error)
     assert store.production.version == "v-old"  # the alias was still moved back
+
+
+class UnsetAliasStore(FakeStore):
+    """A store whose alias was never set: alias() answers None until something moves it."""
+
+    def __init__(self):
+        super().__init__()
+        self.production = None
+        self.expected = []
+
+    def move_alias(self, name, alias, version, expected="read"):
+        self.expected.append(expected)
+        self.moves.append(version)
+        self.production = self.Alias(alias, version, None, "t", "e1")
+        return self.production
+
+
+def test_promoting_an_unset_alias_sets_it_only_after_the_rollout_is_verified(version_server):
+    fake = FakeEcs([_new("COMPLETED")])
+    store = UnsetAliasStore()
+    error, lines = run_scripted(fake, store=store, url=version_server.url)
+    assert error is None, lines
+    verified = next(i for i, line in enumerate(lines) if "answered v-new 3 times" in line)
+    moved = next(i for i, line in enumerate(lines) if line.startswith("alias: production -> v-new"))
+    assert verified < moved
+    assert store.expected == [None]  # set only if still unset: a concurrent promote is not overwritten
+
+
+def test_a_failed_rollout_leaves_an_unset_alias_unset(version_server):
+    version_server.version = "v-old"
+    fake = FakeEcs([_new("COMPLETED")])
+    store = UnsetAliasStore()
+    error, _ = run_scripted(fake, store=store, url=version_server.url)
+    assert type(error).__name__ == "RolloutFailed" and error.exit_code == 6  # not 7: nothing to undo
+    assert store.production is None and store.moves == []
+    assert fake.updates == ["arn:td/new:2", "arn:td/old:1"]
+
+
+def test_follow_alias_promote_of_an_unset_alias_is_refused_before_anything_changes():
+    fake = FakeEcs([_new("COMPLETED")])
+    store = UnsetAliasStore()
+    error, _ = run_scripted(fake, store=store, follow_alias=True)
+    assert type(error).__name__ == "ResourceNotFound" and error.exit_code == 4
+    assert "python -m model promote v-new --alias production" in str(error)
+    assert fake.registered == [] and fake.updates == [] and store.moves == []
+
+
+def test_an_empty_promote_value_is_refused(ecs_world, local_store):
+    # `--promote "$(cat missing-file)"` must not turn into "roll out, keeping the model".
+    result = rollout(ecs_world, "--promote", "", "--store", local_store)
+    assert_one_error_line(result, 5, "--promote was given an empty value")
+    assert service_state(ecs_world) == (ecs_world["first"], [ecs_world["first"]])
+
+
+def make_rollout_model(world, store, candidate, *extra):
+    env = {**world["env"], "ECS_CLUSTER": world["cluster"], "ECS_SERVICE": world["service"],
+           "MODEL_STORE": store}
+    return subprocess.run(["make", "--no-print-directory", "-C", str(ROOT), "rollout-model",
+                           f"CANDIDATE={candidate}", *extra], capture_output=True, text=True, env=env,
+                          timeout=120)
+
+
+def test_a_failing_model_rollout_leaves_the_alias_where_it_was(ecs_world, two_versions, tmp_path):
+    """The train pipeline's last stage: promote + roll out as one unit; a failure undoes both."""
+    from model.store import ModelStore
+
+    store, first, second = two_versions
+    (tmp_path / "published-version").write_text(second + "\n")
+    result = make_rollout_model(ecs_world, store, tmp_path,
+                                "ROLLOUT_ARGS=--timeout 1 --poll 0.2 --rollback-timeout 0")
+    assert result.returncode != 0
+    assert "error: rolled back to" in result.stderr and "timed out" in result.stderr, result.stderr
+    assert f"alias: production -> {second}" in result.stdout  # it was moved, then moved back
+    assert ModelStore(store).alias("digits", "production").version == first
+    assert service_state(ecs_world) == (ecs_world["first"], [ecs_world["first"]])
+
+
+def test_model_rollout_without_a_published_version_changes_nothing(ecs_world, local_store, tmp_path):
+    from model.store import ModelStore
+
+    result = make_rollout_model(ecs_world, local_store, tmp_path / "no-candidate")
+    assert result.returncode != 0
+    assert "no published version" in result.stderr, result.stderr
+    assert ModelStore(local_store).alias("digits", "production").previous is None
+    assert service_state(ecs_world) == (ecs_world["first"], [ecs_world["first"]])
