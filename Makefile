@@ -67,12 +67,13 @@ promote: $(STAMP) ## move the production alias to the version `make publish` wro
 # Each target is one script (README: operations). Variables come from the environment: AWS_REGION,
 # ECR_REPOSITORY, ECS_CLUSTER, ECS_SERVICE, SERVICE_URL, MODEL_STORE, BASE_IMAGE, DEPLOY_TEMPLATE.
 IMAGE_TAG ?= $(shell git rev-parse --short=12 HEAD)
+IMAGE_BUILD_ARGS ?=
 DEPLOY_TEMPLATE ?=
 ROLLOUT_ARGS ?=
 
 .PHONY: image smoke push deploy rollout-model
 image: ## build the service image, tagged with the git commit (podman or docker)
-	scripts/build-image --tag $(IMAGE_TAG)
+	scripts/build-image --tag $(IMAGE_TAG) $(IMAGE_BUILD_ARGS)
 
 smoke: $(STAMP) ## run the built image against $(MODEL_STORE): /ready, /model and a prediction
 	scripts/smoke-image --tag $(IMAGE_TAG) --store $(MODEL_STORE)
@@ -84,8 +85,14 @@ deploy: $(STAMP) ## roll the pushed image out to ECS (model kept), verify, roll 
 	scripts/rollout ecs --image "$$ECR_REPOSITORY:$(IMAGE_TAG)" \
 	  $(if $(DEPLOY_TEMPLATE),--template $(DEPLOY_TEMPLATE)) $(ROLLOUT_ARGS)
 
-rollout-model: $(STAMP) ## roll the production alias's version out to ECS (same image), verify, roll back
-	scripts/rollout ecs --model-alias production --store $(MODEL_STORE) $(ROLLOUT_ARGS)
+# Promote and roll out are one unit: the rollout moves the alias and, on any failure, moves it back
+# together with the task definition, so the alias never names a model no task serves.
+rollout-model: $(STAMP) ## move production to the published version and roll it out to ECS (same image)
+	@version="$$(cat $(CANDIDATE)/published-version 2>/dev/null)"; \
+	if [[ -z "$$version" ]]; then \
+	  echo "error: no published version in $(CANDIDATE)/published-version (run make publish)" >&2; exit 4; fi; \
+	echo "scripts/rollout ecs --promote $$version --store $(MODEL_STORE) $(ROLLOUT_ARGS)"; \
+	scripts/rollout ecs --promote "$$version" --store $(MODEL_STORE) $(ROLLOUT_ARGS)
 
 # ---- local runs of whole pipelines -----------------------------------------------------------
 # The Jenkinsfile's stages, in its order, against a moto server on 127.0.0.1 (README: Jenkins).

@@ -16,7 +16,8 @@ from conftest import ROOT, require_tool
 
 from ops.pipeline_local import DRYRUN, groovy_env, make_targets
 
-TRAIN = ["test", "train", "gate", "publish", "promote", "rollout-model"]
+# Promote and roll out are one stage (`make rollout-model` moves the alias and undoes it on failure).
+TRAIN = ["test", "train", "gate", "publish", "rollout-model"]
 DEPLOY = ["test", "image", "smoke", "push", "deploy"]
 
 
@@ -124,7 +125,7 @@ def test_the_parameter_overrides_the_changeset_and_approval_is_asked(plans):
     assert targets_run(plans["manual"]) == DEPLOY
     with_approval = plans["approval"]
     names = [s["name"] for s in with_approval["stages"] if s["runs"]]
-    assert names.index("Publish") < names.index("Approve") < names.index("Promote")
+    assert names.index("Publish") < names.index("Approve") < names.index("Promote and roll out")
     approve = next(s for s in with_approval["stages"] if s["name"] == "Approve")
     assert approve["steps"] == [{"input": approve["steps"][0]["input"], "ok": "Promote",
                                  "within": ["timeout(time: 24, unit: HOURS)"]}]
@@ -137,6 +138,17 @@ def test_the_branch_comes_from_the_gitlab_trigger_in_a_pipeline_job():
     assert plan["environment"]["IMAGE_TAG"] == "abc123"
     merge_request = dry_run(branch="", pipeline="train", env={"gitlabSourceBranch": "fix/x"})
     assert "publish" not in targets_run(merge_request)
+
+
+def test_the_alias_only_moves_together_with_the_rollout(plans):
+    # A separate Promote stage before the rollout would leave the alias moved when the rollout fails.
+    stages = [s for s in plans["first"]["stages"] if s["runs"]]
+    calls = {s["name"]: [t for step in s["steps"] for t in make_targets(step)] for s in stages}
+    assert "promote" not in [t for targets in calls.values() for t in targets]
+    assert calls["Promote and roll out"] == ["rollout-model"]
+    recipe = subprocess.run(["make", "-n", "-C", str(ROOT), "rollout-model", "MODEL_STORE=s3://b/p",
+                             "CANDIDATE=build/nowhere"], capture_output=True, text=True, timeout=60).stdout
+    assert 'scripts/rollout ecs --promote "$version"' in recipe
 
 
 def test_every_stage_is_one_make_target_that_exists(plans):
