@@ -11,6 +11,8 @@ import os
 DEFAULTS: dict[str, str | None] = {
     "AWS_REGION": None,
     "ECR_REPOSITORY": None,
+    # Push to this registry (HOST:PORT) instead of ECR's endpoint: a local registry or a mirror.
+    "ECR_REGISTRY_OVERRIDE": None,
     "ECS_CLUSTER": None,
     "ECS_SERVICE": None,
     "SERVICE_URL": None,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -157,33 +158,88 @@ def image_exists(tool: str, ref: str) -> bool:
     return result.returncode == 0
 
 
-def push(tool: str, ecr, *, repository: str, tag: str, name: str = DEFAULT_IMAGE_NAME, log=print) -> str:
-    """Log in to ECR, tag `name:tag` as `<registry>/<repository>:tag`, push; return `<uri>@sha256:...`."""
+_REGISTRY_RE = re.compile(r"^(?:[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*|\[[0-9a-fA-F:]+\])(?::\d{1,5})?$")
+_LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def check_registry(registry: str) -> str:
+    """A registry override must be HOST or HOST:PORT (no scheme, no path); InvalidInput otherwise."""
+    if not _REGISTRY_RE.match(registry or ""):
+        raise InvalidInput(f"--registry {registry!r} is not HOST or HOST:PORT")
+    return registry
+
+
+def is_loopback(registry: str) -> bool:
+    """True for a registry on this host, the only one pushed to without TLS verification."""
+    host = registry[1:].split("]")[0] if registry.startswith("[") else registry.split(":")[0]
+    return host in _LOOPBACK
+
+
+def push(tool: str, ecr, *, repository: str, tag: str, name: str = DEFAULT_IMAGE_NAME,
+         registry: str | None = None, ecr_wait: float = 60.0, log=print,
+         clock=time.monotonic, sleep=time.sleep) -> str:
+    """Tag `name:tag` as `<registry>/<repository>:tag`, push it; return `<ECR uri>@sha256:...`.
+
+    The registry is ECR's (after an ECR login), unless `registry` overrides it: a local registry or
+    a pull-through mirror that feeds the ECR repository. Then no ECR login is made (the registry's own
+    credentials, if any, come from the tool's auth file), TLS is verified unless the registry is on
+    127.0.0.1, and the push waits up to `ecr_wait` seconds for ECR to list the tag with the pushed
+    digest, since the image reaches ECR through the other registry, not from this push.
+    """
     local = f"{name}:{tag}"
     if not image_exists(tool, local):
         raise ResourceNotFound(f"no local image {local}: build it first (scripts/build-image)")
-    uri = ecr.repository_uri(repository)
-    login = ecr.login()
-    log(f"push: logging in to {login.registry}")
-    _run([tool, "login", "--username", login.username, "--password-stdin", login.registry],
-         input_text=login.password, quiet=True)
-    remote = f"{uri}:{tag}"
+    uri = ecr.repository_uri(repository)  # also checks the repository exists before anything is pushed
+    push_args = []
+    if registry:
+        remote = f"{check_registry(registry)}/{repository}:{tag}"
+        log(f"push: to {registry} instead of ECR's endpoint (--registry); no ECR login")
+        if is_loopback(registry) and Path(tool).name == "podman":
+            push_args = ["--tls-verify=false"]  # a registry on 127.0.0.1 speaks plain HTTP
+    else:
+        login = ecr.login()
+        log(f"push: logging in to {login.registry}")
+        _run([tool, "login", "--username", login.username, "--password-stdin", login.registry],
+             input_text=login.password, quiet=True)
+        remote = f"{uri}:{tag}"
     _run([tool, "tag", local, remote], quiet=True)
     log(f"push: {local} -> {remote}")
     with tempfile.TemporaryDirectory() as tmp:
         digest_file = Path(tmp) / "digest"
         if Path(tool).name == "podman":
-            _run([tool, "push", "--digestfile", str(digest_file), remote])
+            _run([tool, "push", *push_args, "--digestfile", str(digest_file), remote])
             digest = digest_file.read_text().strip()
         else:
             _run([tool, "push", remote])
             digest = ""
-    registry_digest = ecr.image_digest(repository, tag)
+    if registry:
+        registry_digest = _wait_for_ecr(ecr, repository, tag, digest, ecr_wait, clock, sleep, log)
+    else:
+        registry_digest = ecr.image_digest(repository, tag)
     if digest and digest != registry_digest:
         raise ToolError(f"pushed digest {digest} but ECR has {registry_digest} for {tag}")
     ref = f"{uri}@{registry_digest}"
     log(f"push: {ref}")
     return ref
+
+
+def _wait_for_ecr(ecr, repository: str, tag: str, digest: str, timeout: float, clock, sleep, log) -> str:
+    """Poll ECR until `tag` is there (with `digest`, if known); ToolError after `timeout` seconds."""
+    deadline = clock() + timeout
+    last = "not there"
+    while True:
+        try:
+            found = ecr.image_digest(repository, tag)
+            if not digest or found == digest:
+                log(f"push: ECR lists {repository}:{tag} as {found}")
+                return found
+            last = f"still {found}"
+        except ResourceNotFound:
+            pass
+        if clock() >= deadline:
+            raise ToolError(f"pushed {digest or tag}, but after {timeout:g}s ECR's {repository}:{tag} is "
+                            f"{last}: does the registry feed the ECR repository?")
+        sleep(0.5)
 
 
 # -- smoke test: the image really serves ----------------------------------------------------
@@ -325,6 +381,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("push", help="push name:tag to ECR as <registry>/<repository>:tag; print the digest")
     p.add_argument("--repository", default=env["ECR_REPOSITORY"],
                    help="ECR repository (default $ECR_REPOSITORY)")
+    p.add_argument("--registry", default=env["ECR_REGISTRY_OVERRIDE"], metavar="HOST[:PORT]",
+                   help="push here instead of ECR's registry endpoint: a local registry or a pull-through "
+                        "mirror feeding the ECR repository; no ECR login, plain HTTP only for 127.0.0.1, "
+                        "and the push waits for ECR to list the digest (default $ECR_REGISTRY_OVERRIDE)")
+    p.add_argument("--ecr-wait", type=float, default=60.0,
+                   help="with --registry: seconds to wait for ECR to list the pushed digest (default "
+                        "%(default)s)")
 
     p = sub.add_parser("smoke", help="run the image against a store; check /ready and a prediction")
     p.add_argument("--image", help="image to run (default name:tag)")
@@ -352,7 +415,8 @@ def main(argv: list[str] | None = None) -> int:
 
             if not args.repository:
                 raise InvalidInput("no ECR repository: pass --repository or set ECR_REPOSITORY")
-            print(push(tool, EcrClient(client("ecr")), repository=args.repository, tag=tag, name=args.name))
+            print(push(tool, EcrClient(client("ecr")), repository=args.repository, tag=tag, name=args.name,
+                       registry=args.registry and check_registry(args.registry), ecr_wait=args.ecr_wait))
         elif args.command == "smoke":
             if not args.store:
                 raise InvalidInput("no store: pass --store or set MODEL_STORE")

@@ -1,0 +1,135 @@
+"""A real OCI registry on 127.0.0.1 for local pipeline runs (distribution, Debian's `docker-registry`).
+
+moto implements ECR's API but not the registry protocol that `podman push` and an ECS task's pull
+speak. The local run pushes to this registry instead (scripts/push-image --registry), and the local
+ECR bridge (ops/local_ecr_bridge.py) records every pushed tag in moto's ECR, so `describe_images`
+answers the registry's own digest.
+
+The registry keeps its blobs in a folder, listens on 127.0.0.1 only, has no authentication, and
+POSTs a notification for every push to `notify_url` (distribution's notifications feature).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from ops.deploy_errors import ResourceNotFound, ToolError
+
+BINARY = "docker-registry"
+# The manifest types a registry may hold for an image; asking for all of them makes it answer the
+# stored bytes as they are (a registry converts or refuses when the Accept header leaves a type out).
+MANIFEST_TYPES = (
+    "application/vnd.docker.distribution.manifest.v2+json",
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+    "application/vnd.oci.image.index.v1+json",
+)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def registry_config(root: Path, port: int, notify_url: str | None) -> dict:
+    """distribution's configuration (JSON is YAML): filesystem storage, 127.0.0.1, notifications."""
+    config = {
+        "version": 0.1,
+        "log": {"level": "warn", "accesslog": {"disabled": True}},
+        "storage": {"filesystem": {"rootdirectory": str(root / "data")}, "delete": {"enabled": True}},
+        "http": {"addr": f"127.0.0.1:{port}"},
+    }
+    if notify_url:
+        config["notifications"] = {"endpoints": [{
+            "name": "local-ecr-bridge", "url": notify_url, "timeout": "5s", "threshold": 3,
+            "backoff": "1s", "ignoredmediatypes": ["application/octet-stream"],  # blobs: no event
+        }]}
+    return config
+
+
+class LocalRegistry:
+    """distribution serving `root` on 127.0.0.1:<free port>; start() then stop() (or a `with`)."""
+
+    def __init__(self, root: Path, *, binary: str = BINARY):
+        self.root = Path(root)
+        self.binary = binary
+        self.port = _free_port()
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def host(self) -> str:
+        """HOST:PORT, the registry part of an image reference."""
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}"
+
+    def start(self, notify_url: str | None = None, timeout: float = 30.0) -> LocalRegistry:
+        """Start the registry and wait until GET /v2/ answers; ToolError if it does not."""
+        path = shutil.which(self.binary)
+        if not path:
+            raise ToolError(f"{self.binary} is not installed (apt-get install docker-registry)")
+        self.root.mkdir(parents=True, exist_ok=True)
+        config = self.root / "config.yml"
+        config.write_text(json.dumps(registry_config(self.root, self.port, notify_url), indent=2))
+        with open(self.root / "registry.log", "ab") as log:
+            self.process = subprocess.Popen([path, "serve", str(config)], stdout=log,
+                                            stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                tail = (self.root / "registry.log").read_text(errors="replace").strip().splitlines()[-1:]
+                reason = (tail or ["no output"])[0]
+                raise ToolError(f"{self.binary} exited {self.process.returncode}: {reason}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/v2/", timeout=2) as answer:
+                    if answer.status == 200:
+                        return self
+            except OSError:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise ToolError(f"{self.binary} did not answer on {self.url} within {timeout:g}s")
+
+    def stop(self) -> None:
+        """Stop the registry (its folder is left for the caller to remove)."""
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def __enter__(self) -> LocalRegistry:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def manifest(self, repository: str, reference: str) -> tuple[bytes, str, str]:
+        """(exact manifest bytes, media type, registry digest) of repository:reference.
+
+        ResourceNotFound if the registry has no such manifest.
+        """
+        request = urllib.request.Request(f"{self.url}/v2/{repository}/manifests/{reference}",
+                                         headers={"Accept": ", ".join(MANIFEST_TYPES)})
+        try:
+            with urllib.request.urlopen(request, timeout=10) as answer:
+                body = answer.read()
+                return body, answer.headers.get("Content-Type", ""), answer.headers.get(
+                    "Docker-Content-Digest", "")
+        except urllib.error.HTTPError as exc:
+            what = f"{repository}:{reference}"
+            if exc.code == 404:
+                raise ResourceNotFound(f"{what} is not in the registry {self.host}") from None
+            raise ToolError(f"registry {self.host} answered {exc.code} for {what}") from None
