@@ -73,7 +73,10 @@ class ModelHolder:
             self.predictor = predictor
             self.error = ""
             self._loaded.set()
-            log.info("model loaded", extra={"model": predictor.info, "attempt": self.attempts})
+            log.info(
+                "model loaded",
+                extra={"model": predictor.info, "attempt": self.attempts, "path": predictor.path},
+            )
             return
 
     def _load(self) -> Predictor:

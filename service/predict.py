@@ -66,6 +66,25 @@ class Predictor:
         import sklearn
 
         self._fast_context = sklearn.config_context
+        self._direct = self._compile_direct() if self.kind == "tabular" else None
+
+    def _compile_direct(self):
+        """The checked numpy path for the default pipeline (service.fastpath), or None."""
+        from service.fastpath import compile_proba
+
+        rng = np.random.default_rng(0)
+        example = self.manifest.get("example")
+        base = np.asarray(example, dtype=np.float64) if example is not None else np.zeros(self.n_features)
+        if base.shape != (self.n_features,):
+            return None
+        # The example, zeros, and rows spread well beyond it: agreement must not be luck.
+        sample = np.vstack([base, np.zeros_like(base), base + rng.normal(0, 10, (30, base.size))])
+        return compile_proba(self.estimator, sample)
+
+    @property
+    def path(self) -> str:
+        """Which prediction path this model uses: 'direct' (numpy) or 'predict_proba'."""
+        return "direct" if self._direct is not None else "predict_proba"
 
     @staticmethod
     def _hint(names: Sequence[str]) -> str:
@@ -180,9 +199,12 @@ class Predictor:
     # -- prediction -----------------------------------------------------------------------
     def predict(self, matrix) -> tuple[list[dict], list]:
         """Predictions (label + probability per class) and the labels alone, for metrics."""
-        # Finiteness was checked above, so sklearn's own (slower) check is skipped.
-        with self._fast_context(assume_finite=True):
-            proba = self.estimator.predict_proba(matrix)
+        if self._direct is not None:
+            proba = self._direct(matrix)
+        else:
+            # Finiteness was checked above, so sklearn's own (slower) check is skipped.
+            with self._fast_context(assume_finite=True):
+                proba = self.estimator.predict_proba(matrix)
         labels, keys = self.labels, self.keys
         chosen = [labels[k] for k in proba.argmax(axis=1).tolist()]
         return [

@@ -297,11 +297,13 @@ def test_unexpected_error_is_a_generic_500_with_the_traceback_in_the_log(client,
         def predict_proba(self, X):
             raise RuntimeError("secret internals")
 
+    # The direct numpy path (service.fastpath) is switched off so the broken estimator is called.
     real, predictor.estimator = predictor.estimator, Broken()
+    direct, predictor._direct = predictor._direct, None
     try:
         response = post(client, {"instances": [row64()]}, **{"X-Request-ID": "boom-1"})
     finally:
-        predictor.estimator = real
+        predictor.estimator, predictor._direct = real, direct
     assert response.status_code == 500
     assert response.json == {
         "error": {"code": "internal", "message": "internal error; quote request id boom-1 when reporting it"}

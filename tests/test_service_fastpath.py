@@ -1,0 +1,57 @@
+"""The direct numpy path answers exactly what predict_proba answers, or is not used at all."""
+
+import numpy as np
+import pytest
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import MinMaxScaler
+
+from model.data import load_dataset
+from model.train import build_estimator
+from service.fastpath import compile_proba
+from service.predict import Predictor
+
+
+@pytest.mark.parametrize("dataset", ["digits", "iris", "breast_cancer"])
+def test_direct_path_matches_predict_proba(dataset):
+    data = load_dataset(dataset)
+    estimator = build_estimator("tabular", {}, seed=0).fit(data.X, data.y)
+    proba = compile_proba(estimator, data.X[:5])
+    assert proba is not None
+    rows = np.vstack([data.X, data.X * 3 - 7])
+    np.testing.assert_allclose(proba(rows), estimator.predict_proba(rows), rtol=0, atol=1e-10)
+
+
+def test_other_estimators_keep_predict_proba():
+    data = load_dataset("iris")
+    scaled = build_estimator("tabular", {}, seed=0)
+    other = Pipeline([("scale", MinMaxScaler()), ("clf", scaled.steps[1][1])]).fit(data.X, data.y)
+    assert compile_proba(other, data.X[:5]) is None
+
+
+def test_a_mismatch_disables_the_direct_path():
+    data = load_dataset("iris")
+    estimator = build_estimator("tabular", {}, seed=0).fit(data.X, data.y)
+
+    class Drifted(type(estimator)):
+        def predict_proba(self, X):  # stands for any estimator whose arithmetic differs
+            return super().predict_proba(X)[:, ::-1]
+
+    drifted = Drifted(estimator.steps)
+    assert compile_proba(drifted, data.X[:5]) is None
+
+
+def test_predictor_uses_the_direct_path_for_the_default_model(trained_digits):
+    import io
+
+    import joblib
+
+    artifact, manifest = trained_digits
+    estimator = joblib.load(io.BytesIO(artifact))
+    predictor = Predictor(estimator, manifest, max_batch=10)
+    assert predictor.path == "direct"
+    rows = [manifest["example"], [0.0] * 64]
+    predictions, labels = predictor.predict(predictor.to_matrix(rows))
+    expected = estimator.predict_proba(np.asarray(rows))
+    for got, want in zip(predictions, expected, strict=True):
+        assert [got["probabilities"][str(c)] for c in range(10)] == pytest.approx(want, abs=1e-12)
+    assert labels == [int(np.argmax(row)) for row in expected]
