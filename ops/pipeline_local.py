@@ -10,6 +10,11 @@ fills with what the pipelines expect to exist: the model store bucket, the ECR r
 ECS cluster with a service (subnet and security group included). A local ECS agent runs whatever task
 definition that service points at, so a rollout's verification of `/model` checks what it pinned.
 
+When the deploy pipeline's image stages run, podman works in a folder of its own (ops/podman_sandbox.py)
+on a debootstrapped Debian base built once per recipe (BASE_IMAGE), `make push` pushes to a real
+registry on 127.0.0.1 (ECR_REGISTRY_OVERRIDE) whose pushes the local ECR bridge records in moto's ECR,
+and the agent pulls the pinned `repo@sha256:...` from that registry and runs it under podman.
+
 Output: one line per stage, `name  ok|FAILED|skipped  seconds`; the exit code is the failed step's
 (1 for a refused approval), 0 when every selected stage passed, 2 for bad usage.
 """
@@ -17,6 +22,7 @@ Output: one line per stage, `name  ok|FAILED|skipped  seconds`; the exit code is
 from __future__ import annotations
 
 import argparse
+import contextlib
 import glob
 import io
 import json
@@ -45,6 +51,11 @@ REGION = "us-east-1"
 # What the Test stage runs inside a local pipeline when PYTEST_ADDOPTS is not set: the slow end-to-end
 # tests (image build, this very pipeline) are not re-run from within a pipeline run.
 DEFAULT_PYTEST_ADDOPTS = "-m 'not slow'"
+# The make targets that build, run or push the image: podman, the base image and the registry are
+# only set up when one of them runs.
+IMAGE_TARGETS = {"image", "smoke", "push", "deploy"}
+# podman build flags that work in a sandbox and on a workstation alike (see ops/podman_sandbox.py).
+IMAGE_BUILD_ARGS = "--network host --isolation chroot"
 
 
 class PipelineError(Exception):
@@ -76,6 +87,7 @@ class Options:
     keep_going: bool = False
     plan_only: bool = False
     skip: list[str] = field(default_factory=list)
+    podman_root: Path | None = None
 
 
 # ---- the plan: a dry run of the Jenkinsfile -------------------------------------------------------
@@ -228,29 +240,65 @@ class LocalAws:
 
 # ---- the agent ------------------------------------------------------------------------------------
 
-class AutoLauncher:
-    """podman when the task's image exists locally, else gunicorn from the checkout (said in the log)."""
+class LocalEcrImages:
+    """Maps the ECR image references of task definitions to the local registry the run pushed to.
 
-    def __init__(self, log_dir: Path, workspace: Path, mode: str):
+    ECS pulls `<account>.dkr.ecr.<region>.amazonaws.com/repo@sha256:...`; locally the same manifest
+    is in the registry on 127.0.0.1 (the bridge recorded it in moto's ECR with the same digest).
+    """
+
+    def __init__(self, registry=None, podman: str = "podman"):
+        self.registry, self.podman = registry, podman
+
+    def local_ref(self, image: str) -> str | None:
+        """The local registry's reference for an ECR image, or None if the registry does not have it."""
+        from ops.deploy_errors import DeployError
+        from ops.ecr import _ECR_HOST_RE, parse_image
+
+        if self.registry is None:
+            return None
+        try:
+            ref = parse_image(image)
+            if not ref.registry or not _ECR_HOST_RE.match(ref.registry):
+                return None
+            self.registry.manifest(ref.repository, ref.digest or ref.tag or "latest")
+        except DeployError:
+            return None
+        return f"{self.registry.host}/{ref.repository}" + (f"@{ref.digest}" if ref.digest else f":{ref.tag}")
+
+    def pull(self, image: str) -> str:
+        """Pull the task's image from the local registry (as ECS pulls from ECR); the local reference."""
+        local = self.local_ref(image)
+        if local is None:
+            raise PipelineError(f"{image} is not in the local registry")
+        subprocess.run([self.podman, "pull", "--quiet", "--tls-verify=false", local], check=True,
+                       capture_output=True, text=True, timeout=600)
+        return local
+
+
+class AutoLauncher:
+    """podman when the task's image is in the local registry, else gunicorn from the checkout."""
+
+    def __init__(self, log_dir: Path, workspace: Path, mode: str, images: LocalEcrImages):
         from ops.local_ecs_agent import GunicornLauncher, PodmanLauncher
 
         self.gunicorn = GunicornLauncher(log_dir, cwd=workspace)
-        self.podman = PodmanLauncher(log_dir) if shutil.which("podman") else None
+        self.images = images
+        self.podman = PodmanLauncher(log_dir, resolve_image=images.pull) if shutil.which("podman") else None
         self.mode = mode
         self.kind = "gunicorn"
         self._by_handle: dict[int, object] = {}
 
-    def _image_available(self, image: str) -> bool:
-        answer = subprocess.run(["podman", "image", "exists", image], capture_output=True, timeout=60)
-        return answer.returncode == 0
-
     def start(self, task, port, extra_env):
         use_podman = self.mode == "podman" or (
-            self.mode == "auto" and self.podman is not None and self._image_available(task.image)
+            self.mode == "auto" and self.podman is not None and self.images.local_ref(task.image) is not None
         )
         if use_podman and self.podman is None:
             raise PipelineError("--agent podman: podman is not installed")
         launcher = self.podman if use_podman else self.gunicorn
+        if use_podman:
+            # A host folder means nothing inside the container: the image keeps no model cache.
+            extra_env = {k: v for k, v in extra_env.items() if k != "MODEL_CACHE_DIR"}
         self.kind = launcher.kind
         handle = launcher.start(task, port, extra_env)
         self._by_handle[id(handle)] = launcher
@@ -263,47 +311,59 @@ class AutoLauncher:
         return self._by_handle.get(id(handle), self.gunicorn).exited(handle)
 
 
-class MotoDeployments:
-    """Records in moto's ECS what ECS records as a deployment's tasks start, pass health or fail.
+def write_moto_deployment(cluster: str, service: str, region: str, arn: str, *, state: str,
+                          running: int | None = None, failed_delta: int = 0) -> bool:
+    """THE one place that writes moto internals: set the service's deployment record of `arn`.
 
     moto keeps a service's deployment at the task definition it was created with (update_service only
-    renews its id), so a rollout waiting for its revision's deployment would wait forever. ECS's
-    scheduler updates that record as tasks run; the local agent runs the tasks, and this reporter
-    writes the record into the moto server running in this process.
+    renews its id) and never changes its rolloutState, so a rollout waiting for its revision's
+    deployment would wait forever. ECS's scheduler updates that record as tasks run; locally the ECS
+    agent runs the tasks, and this writes the record into the moto server running in this process
+    (moto's ECS backend: `ecs_backends[account][region].services["cluster:service"]`, whose
+    `deployments` list describe_services answers). `running=None` means the service's desired count.
+    Returns False if the service has moved on to another revision (a rollback) meanwhile.
+
+    moto has no API for this: if its internals change, this raises PipelineError naming them, the
+    agent logs it, the rollout times out, and the local pipeline test fails.
     """
+    from datetime import UTC, datetime
 
-    def __init__(self, cluster: str, service: str, region: str = REGION):
-        self.cluster, self.service, self.region = cluster, service, region
-
-    def _service(self):
+    try:
         from moto.core import DEFAULT_ACCOUNT_ID
         from moto.ecs.models import ecs_backends
 
-        return ecs_backends[DEFAULT_ACCOUNT_ID][self.region].services[f"{self.cluster}:{self.service}"]
-
-    def _record(self, arn: str, state: str, running: int, failed: int = 0) -> None:
-        from datetime import UTC, datetime
-
-        service = self._service()
-        if service.task_definition != arn:
-            return  # the service moved on (a rollback) while this task started
-        deployment = dict(service.deployments[0]) if service.deployments else {}
+        record = ecs_backends[DEFAULT_ACCOUNT_ID][region].services[f"{cluster}:{service}"]
+        if record.task_definition != arn:
+            return False
+        deployment = dict(record.deployments[0]) if record.deployments else {}
+        failed = int(deployment.get("failedTasks", 0)) + failed_delta if failed_delta else 0
+        running = record.desired_count if running is None else running
         deployment.update(taskDefinition=arn, status="PRIMARY", rolloutState=state, runningCount=running,
                           pendingCount=0 if running else 1, failedTasks=failed,
                           rolloutStateReason=f"local ECS agent: {state.lower()}",
                           updatedAt=datetime.now(UTC))
-        service.deployments = [deployment]
+        record.deployments = [deployment]
+    except (ImportError, KeyError, AttributeError, IndexError, TypeError) as exc:
+        raise PipelineError(f"moto's ECS internals changed ({type(exc).__name__}: {exc}): the local "
+                            f"ECS agent cannot report deployments (ops/pipeline_local.py)") from None
+    return True
+
+
+class MotoDeployments:
+    """Tells moto's ECS what ECS records as a deployment's tasks start, pass health or fail."""
+
+    def __init__(self, cluster: str, service: str, region: str = REGION):
+        self.cluster, self.service, self.region = cluster, service, region
 
     def started(self, arn: str) -> None:
-        self._record(arn, "IN_PROGRESS", 0)
+        write_moto_deployment(self.cluster, self.service, self.region, arn, state="IN_PROGRESS", running=0)
 
     def healthy(self, arn: str) -> None:
-        self._record(arn, "COMPLETED", self._service().desired_count)
+        write_moto_deployment(self.cluster, self.service, self.region, arn, state="COMPLETED")
 
     def failed(self, arn: str) -> None:
-        deployments = self._service().deployments
-        failed = int(deployments[0].get("failedTasks", 0)) if deployments else 0
-        self._record(arn, "IN_PROGRESS", 0, failed + 1)
+        write_moto_deployment(self.cluster, self.service, self.region, arn, state="IN_PROGRESS", running=0,
+                              failed_delta=1)
 
 
 # ---- running stages -------------------------------------------------------------------------------
@@ -412,14 +472,22 @@ def run(options: Options) -> int:
 
     run_dir = workspace / "build" / "pipeline-local"
     run_dir.mkdir(parents=True, exist_ok=True)
+    targets = {t for s in plan["stages"] if s["runs"] and s["name"] not in options.skip
+               for step in s["steps"] for t in make_targets(step)}
     results: list[StageResult] = []
-    with LocalAws() as aws:
+    with LocalAws() as aws, contextlib.ExitStack() as cleanup:
         model_name = os.environ.get("MODEL_NAME") or "digits"
         resources = aws.provision(model_name)
+        image_env, images = {}, LocalEcrImages()
+        if targets & IMAGE_TARGETS:
+            image_env, images = local_image_tools(options, run_dir, aws, cleanup)
+        if "publish" not in targets:
+            seed_model(workspace, {**os.environ, **aws.env, "MODEL_STORE": resources["MODEL_STORE"],
+                                   "MODEL_NAME": model_name})
         port = free_port()
         agent = LocalEcsAgent(
             ecs=aws.client("ecs"), cluster=CLUSTER, service=SERVICE, port=port,
-            launcher=AutoLauncher(run_dir / "tasks", workspace, options.agent),
+            launcher=AutoLauncher(run_dir / "tasks", workspace, options.agent, images),
             extra_env={**aws.env, "MODEL_CACHE_DIR": str(run_dir / "model-cache")},
             reporter=MotoDeployments(CLUSTER, SERVICE),
         ).start()
@@ -427,6 +495,7 @@ def run(options: Options) -> int:
             **os.environ,
             **aws.env,
             **resources,
+            **image_env,
             **{k: v for k, v in plan["environment"].items() if v is not None},
             "MODEL_NAME": model_name,
             "SERVICE_URL": agent.url,
@@ -465,6 +534,58 @@ def run(options: Options) -> int:
     return failed[0].exit_code or 1 if failed else 0
 
 
+def local_image_tools(options: Options, run_dir: Path, aws: LocalAws, cleanup) -> tuple[dict, LocalEcrImages]:
+    """podman in its own folder, the base image, and a registry bridged into moto's ECR.
+
+    Returns the stages' extra environment and the agent's view of the registry; `cleanup` (an
+    ExitStack) stops the registry and the bridge when the run ends.
+    """
+    from ops.base_image import ensure_debian_base
+    from ops.deploy_errors import DeployError
+    from ops.local_ecr_bridge import EcrBridge
+    from ops.local_registry import LocalRegistry
+    from ops.podman_sandbox import sandbox_env
+
+    missing = [tool for tool in ("podman", "docker-registry") if not shutil.which(tool)]
+    if missing:
+        raise PipelineError(f"the deploy pipeline's image stages need {' and '.join(missing)} "
+                            f"(apt-get install podman docker-registry), or --skip-stage them")
+    podman_root = options.podman_root or ROOT / "build" / "pipeline-local" / "podman"
+    # The agent's podman calls run in this process, the stages' in its children: both use the sandbox.
+    os.environ.update(sandbox_env(podman_root))
+    print(f"pipeline-local: podman storage in {podman_root}", flush=True)
+    env = {"IMAGE_BUILD_ARGS": os.environ.get("IMAGE_BUILD_ARGS", IMAGE_BUILD_ARGS)}
+    try:
+        if not os.environ.get("BASE_IMAGE"):
+            if not shutil.which("debootstrap"):
+                raise PipelineError("no BASE_IMAGE, and no debootstrap to make one (apt-get install it)")
+            env["BASE_IMAGE"] = ensure_debian_base(
+                "podman", run_dir / "base", log=lambda line: print(f"pipeline-local: {line}", flush=True))
+        registry_dir = run_dir / "registry"
+        shutil.rmtree(registry_dir, ignore_errors=True)
+        registry = LocalRegistry(registry_dir)
+        bridge = EcrBridge(aws.client("ecr"), registry).start()
+        cleanup.callback(bridge.stop)
+        registry.start(notify_url=bridge.url)
+        cleanup.callback(shutil.rmtree, registry_dir, True)
+        cleanup.callback(registry.stop)
+    except DeployError as exc:
+        raise PipelineError(str(exc)) from None
+    env["ECR_REGISTRY_OVERRIDE"] = registry.host
+    base = env.get("BASE_IMAGE") or os.environ["BASE_IMAGE"]
+    print(f"pipeline-local: registry on {registry.host}, bridged into ECR; base image {base}", flush=True)
+    return env, LocalEcrImages(registry)
+
+
+def seed_model(workspace: Path, env: dict[str, str]) -> None:
+    """Publish and promote a default model when no stage will: the deploy pipeline expects one, as in AWS."""
+    print("pipeline-local: no stage publishes a model: seeding the store with a default one", flush=True)
+    answer = subprocess.run([sys.executable, "-m", "model", "train", "--if-empty", "--promote", "production"],
+                            cwd=workspace, env=env, capture_output=True, text=True, timeout=600)
+    if answer.returncode != 0:
+        raise PipelineError(f"seeding the store failed: {(answer.stderr.strip().splitlines() or ['?'])[-1]}")
+
+
 def summary(results: list[StageResult]) -> None:
     print("\npipeline-local summary", flush=True)
     for result in results:
@@ -492,6 +613,9 @@ def parse_args(argv: list[str] | None) -> Options:
     parser.add_argument("--keep-going", action="store_true", help="run the later stages after a failure")
     parser.add_argument("--skip-stage", action="append", default=[], metavar="NAME",
                         help="do not run this stage (repeat); reported as skipped")
+    parser.add_argument("--podman-root", type=Path,
+                        help="podman's storage and settings for the image stages (default "
+                             "build/pipeline-local/podman: the base image and layers are reused across runs)")
     parser.add_argument("--plan", action="store_true",
                         help="only print the Jenkinsfile's dry run (stages, when, commands) as JSON")
     args = parser.parse_args(argv)
@@ -503,6 +627,7 @@ def parse_args(argv: list[str] | None) -> Options:
         require_approval=args.require_approval, agent=args.agent,
         workspace=args.workspace.resolve() if args.workspace else None, keep_going=args.keep_going,
         plan_only=args.plan, skip=args.skip_stage,
+        podman_root=args.podman_root.resolve() if args.podman_root else None,
     )
 
 
