@@ -72,7 +72,9 @@ echo "$*" >> "$TOOL_LOG"
 case "$1" in
   image) [[ "$3" == "$KNOWN_IMAGE" ]] ;;
   login) cat > "$TOOL_LOG.password" ;;
-  push) printf '%s' "$PUSH_DIGEST" > "$3" ;;
+  push) while [[ $# -gt 0 ]]; do
+          [[ "$1" == --digestfile ]] && printf '%s' "$PUSH_DIGEST" > "$2"; shift
+        done ;;
 esac
 """
 
@@ -107,3 +109,57 @@ def test_push_logs_in_tags_pushes_and_prints_the_ecr_digest(repo, aws_env, tmp_p
     assert missing.stderr.strip() == "error: no local image model-service:never-built: build it first " \
                                      "(scripts/build-image)"
     assert len((tmp_path / "log").read_text().splitlines()) == len(calls) + 1  # only the inspect ran
+
+
+@pytest.fixture
+def fake_podman(repo, aws_env, tmp_path):
+    """The recording podman on PATH, with `model-service:abc123` built and its digest in ECR."""
+    import boto3
+
+    digest = boto3.client("ecr").put_image(repositoryName=repo, imageManifest=manifest("3"),
+                                           imageTag="abc123")["image"]["imageId"]["imageDigest"]
+    tool = tmp_path / "bin/podman"
+    tool.parent.mkdir()
+    tool.write_text(FAKE_TOOL)
+    tool.chmod(0o755)
+    env = {**aws_env, "PATH": f"{tool.parent}{os.pathsep}{os.environ['PATH']}",
+           "TOOL_LOG": str(tmp_path / "log"), "KNOWN_IMAGE": "model-service:abc123",
+           "PUSH_DIGEST": digest, "ECR_REPOSITORY": repo}
+    return {"env": env, "digest": digest, "log": tmp_path / "log", "uri": EcrClient(
+        boto3.client("ecr")).repository_uri(repo), "repo": repo}
+
+
+def push_image(env, *args):
+    return subprocess.run([str(ROOT / "scripts/push-image"), "--builder", "podman", "--tag", "abc123", *args],
+                          capture_output=True, text=True, env=env, timeout=60)
+
+
+@pytest.mark.parametrize(("registry", "plain_http"),
+                         [("127.0.0.1:5999", True), ("mirror.internal:5000", False)])
+def test_a_registry_override_pushes_there_without_an_ecr_login(fake_podman, registry, plain_http):
+    env = {**fake_podman["env"], "ECR_REGISTRY_OVERRIDE": registry}
+    result = push_image(env)
+    assert result.returncode == 0, result.stderr
+    # The printed reference is still ECR's: that is what a task definition pins and ECS pulls.
+    assert result.stdout.strip().splitlines()[-1] == f"{fake_podman['uri']}@{fake_podman['digest']}"
+    calls = fake_podman["log"].read_text().splitlines()
+    assert not any(call.startswith("login") for call in calls)
+    remote = f"{registry}/{fake_podman['repo']}:abc123"
+    assert calls[1] == f"tag model-service:abc123 {remote}"
+    expected = "push --tls-verify=false --digestfile " if plain_http else "push --digestfile "
+    assert calls[2].startswith(expected)
+    assert calls[2].endswith(remote)
+
+
+def test_a_registry_override_that_never_reaches_ecr_fails_after_the_wait(fake_podman):
+    env = {**fake_podman["env"], "PUSH_DIGEST": "sha256:" + "7" * 64}
+    result = push_image(env, "--registry", "127.0.0.1:5999", "--ecr-wait", "1")
+    assert result.returncode == 8
+    assert result.stderr.startswith("error: pushed sha256:777") and "does the registry feed" in result.stderr
+
+
+@pytest.mark.parametrize("registry", ["http://127.0.0.1:5000", "host/path", "host:port"])
+def test_a_malformed_registry_override_is_refused(fake_podman, registry):
+    result = push_image(fake_podman["env"], "--registry", registry)
+    assert result.returncode == 5
+    assert result.stderr == f"error: --registry {registry!r} is not HOST or HOST:PORT\n"
