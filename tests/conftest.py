@@ -213,3 +213,36 @@ def gunicorn_server(served_store, tmp_path_factory):
     )
     yield server
     server.stop()
+
+
+# ---- image fixtures -------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def podman_sandbox(tmp_path_factory):
+    """podman confined to one folder for the session, with the debootstrapped base image built once.
+
+    Shared by the image test and the local pipeline run (`--podman-root`), so the second finds the
+    base and the dependency layers already there. Yields {"root", "env", "base"}; the test sets
+    `env` in its environment (monkeypatch) to use this storage.
+    """
+    require_tool("podman", "builds and runs the service image")
+    require_tool("runc", "the OCI runtime podman uses here")
+    require_tool("debootstrap", "makes the base image without Docker Hub")
+    from ops.base_image import ensure_debian_base
+    from ops.podman_sandbox import sandbox_env
+
+    root = tmp_path_factory.mktemp("podman")
+    env = sandbox_env(root)
+    saved = {key: os.environ.get(key) for key in env}
+    os.environ.update(env)
+    try:
+        base = ensure_debian_base("podman", root / "base", log=lambda line: print(line, file=sys.stderr))
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    yield {"root": root, "env": env, "base": base}
+    subprocess.run(["podman", "system", "reset", "--force"], capture_output=True, timeout=300,
+                   env={**os.environ, **env})
+    shutil.rmtree(root, ignore_errors=True)

@@ -1,6 +1,7 @@
 """The service image: hadolint-clean, and it really builds and serves (podman, no Docker engine).
 
-The slow test debootstraps a Debian bookworm base (Docker Hub is out of reach), builds
+The slow test uses the session's debootstrapped Debian bookworm base (Docker Hub is out of reach;
+tests/conftest.py builds it once, in a podman storage the local pipeline test reuses), builds
 docker/Dockerfile on it with the host's pip settings and CA bundle forwarded as the build scripts do,
 then runs the image against a published model and checks /ready, /model and a prediction with the
 same code `make smoke` runs (ops.image.smoke).
@@ -15,19 +16,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT, free_port, require_tool
-
-# podman as root inside this sandbox: runc (crun rejects the hybrid cgroup layout), cgroupfs,
-# host network, and all storage in a temporary folder so nothing outside the test is touched.
-CONTAINERS_CONF = """\
-[containers]
-default_ulimits = ["nofile=1024:1024", "nproc=4096:4096"]
-netns = "host"
-[engine]
-runtime = "runc"
-cgroup_manager = "cgroupfs"
-events_logger = "file"
-"""
+from conftest import ROOT, free_port
 
 
 def test_dockerfile_is_hadolint_clean():
@@ -48,30 +37,21 @@ def test_dockerfile_has_the_required_shape():
 
 
 @pytest.fixture
-def podman_env(tmp_path, monkeypatch):
-    require_tool("podman", "builds and runs the service image")
-    require_tool("runc", "the OCI runtime podman uses here")
-    require_tool("debootstrap", "makes the base image without Docker Hub")
-    (tmp_path / "containers.conf").write_text(CONTAINERS_CONF)
-    (tmp_path / "storage.conf").write_text(
-        f'[storage]\ndriver = "overlay"\ngraphroot = "{tmp_path / "graph"}"\nrunroot = "{tmp_path / "run"}"\n'
-    )
-    monkeypatch.setenv("CONTAINERS_CONF", str(tmp_path / "containers.conf"))
-    monkeypatch.setenv("CONTAINERS_STORAGE_CONF", str(tmp_path / "storage.conf"))
-    yield tmp_path
-    subprocess.run(["podman", "system", "reset", "--force"], capture_output=True, timeout=120)
-    shutil.rmtree(tmp_path / "graph", ignore_errors=True)
+def podman_env(podman_sandbox, monkeypatch):
+    """The session's podman storage (tests/conftest.py) selected in this process."""
+    for key, value in podman_sandbox["env"].items():
+        monkeypatch.setenv(key, value)
+    return podman_sandbox
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(420)
 def test_image_builds_and_serves_a_published_model(podman_env, local_store):
     from model.store import ModelStore
-    from ops.base_image import build_debian_base
     from ops.image import build, container_tool, host_pip_settings, smoke
 
     tool = container_tool("podman")
-    base = build_debian_base(tool, "localhost/debian-python:bookworm", podman_env)
+    base = podman_env["base"]
     pip = host_pip_settings()
     image = build(tool, tag="test", name="localhost/model-service", base_image=base, pip=pip,
                   network="host", isolation="chroot")

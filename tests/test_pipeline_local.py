@@ -20,7 +20,7 @@ QUICK_TEST = "-q tests/test_jenkinsfile.py::test_unknown_parameter_values_are_re
 STAGE_LINE = re.compile(r"^==> (?P<name>.+?)\s+(?P<status>ok|FAILED|skipped)\s+(?P<seconds>[\d.]+)s", re.M)
 
 
-def pipeline(*args: str, timeout: int = 1200) -> subprocess.CompletedProcess:
+def pipeline(*args: str, timeout: int = 850) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTEST_ADDOPTS": QUICK_TEST}
     env.pop("AWS_ENDPOINT_URL", None)
     return subprocess.run([str(SCRIPT), *args], capture_output=True, text=True, env=env, timeout=timeout,
@@ -51,30 +51,75 @@ def test_bad_options_are_one_line_errors_and_start_nothing():
 
 
 @pytest.mark.slow
-def test_the_train_pipeline_runs_end_to_end_and_the_rollout_serves_the_published_model(tmp_path):
-    # The deploy pipeline's image stages are left to tests/test_docker_image.py (CI builds the image
-    # once), and moto speaks ECR's API but not the registry protocol a push needs; the ECS rollout
-    # itself is the same code for both pipelines and is exercised here by the model rollout.
+@pytest.mark.timeout(900)
+def test_both_pipelines_run_end_to_end_and_the_service_runs_the_pushed_image(tmp_path, podman_sandbox):
+    """`make pipeline-local` as it is: train + deploy, the image built, pushed and run under podman.
+
+    The podman storage is the session's (tests/conftest.py), so the base image is not debootstrapped
+    again and the image build mostly hits the layers tests/test_docker_image.py built.
+    """
     require_tool("groovy", "the stages come from the Jenkinsfile's dry run")
-    expected = planned("--pipeline", "train")
-    assert expected == ["Test", "Train", "Quality gate", "Publish", "Promote", "Roll out model"]
+    require_tool("docker-registry", "the local registry the Push stage pushes to")
+    expected = planned()
+    assert expected == ["Test", "Train", "Quality gate", "Publish", "Promote and roll out",
+                        "Build image", "Smoke test image", "Push to ECR", "Roll out"]
     workspace = tmp_path / "ws"
 
-    answer = pipeline("--workspace", str(workspace), "--pipeline", "train", "--agent", "gunicorn")
+    answer = pipeline("--workspace", str(workspace), "--podman-root", str(podman_sandbox["root"]))
 
     output = answer.stdout + answer.stderr
-    assert answer.returncode == 0, output[-6000:]
+    assert answer.returncode == 0, output[-8000:]
     results = stage_results(answer.stdout)
     assert [name for name, status in results if status != "skipped"] == expected, output[-4000:]
     assert all(status == "ok" for name, status in results if name in expected)
+    assert f"base: reusing {podman_sandbox['base']}" in answer.stdout  # no second debootstrap
     assert "post: junit reports/*.xml: 1 report(s)" in answer.stdout
     artifacts = workspace / "build" / "pipeline-local" / "artifacts" / "build" / "candidate"
     published = (artifacts / "published-version").read_text().strip()
     assert json.loads((artifacts / "manifest.json").read_text())["version"] == published
-    # The model rollout pinned the published version and the local ECS agent served exactly that.
+
+    # Promote and roll out: the alias (unset in a new store) is set only after the rollout verified.
+    assert f"alias: production -> {published} (was unset)" in answer.stdout
+    # Push: the registry's digest is what ECR (moto, through the bridge) lists and what deploy pins.
+    pushed = re.search(r"^push: (\S+@sha256:[0-9a-f]{64})$", answer.stdout, re.M)
+    assert pushed, answer.stdout[-4000:]
+    assert f"is {pushed[1]}" in answer.stdout  # `make deploy` resolved the tag to the same digest
+    assert f"is {pushed[1].split('@')[1]} in ECR" in answer.stderr  # the bridge recorded it
+    # Both rollouts completed through the deployment records the agent writes into moto.
+    assert answer.stdout.count("deployment complete: 1/1 running") == 2
+    assert answer.stdout.count(f"answered {published} 3 times in a row") == 2
     started = re.findall(r"local-ecs-agent: started (\S+) \((\w+), model (\S+)\)", answer.stderr)
-    assert started[0][2] == "alias:production", started
-    assert started[-1][2] == published, started
+    assert [(kind, model) for _, kind, model in started] == [
+        ("gunicorn", "alias:production"), ("gunicorn", published), ("podman", published)], started
+
+
+def test_the_agent_writes_deployment_state_moto_answers(aws_env):
+    """The one write into moto's internals: describe_services must then answer it (a moto upgrade
+    that moves those internals fails here, loudly, not only as a rollout timing out)."""
+    import boto3
+
+    from ops.pipeline_local import write_moto_deployment
+
+    ecs = boto3.client("ecs")
+    ecs.create_cluster(clusterName="agent-test")
+    first = ecs.register_task_definition(family="agent-test", containerDefinitions=[
+        {"name": "model-service", "image": "img", "memory": 512}])["taskDefinition"]["taskDefinitionArn"]
+    ecs.create_service(cluster="agent-test", serviceName="svc", taskDefinition=first, desiredCount=1)
+    second = ecs.register_task_definition(family="agent-test", containerDefinitions=[
+        {"name": "model-service", "image": "img2", "memory": 512}])["taskDefinition"]["taskDefinitionArn"]
+    ecs.update_service(cluster="agent-test", service="svc", taskDefinition=second)
+
+    def deployments():
+        return ecs.describe_services(cluster="agent-test", services=["svc"])["services"][0]["deployments"]
+
+    assert write_moto_deployment("agent-test", "svc", "us-east-1", second, state="IN_PROGRESS", running=0)
+    assert [(d["taskDefinition"], d["rolloutState"], d["runningCount"]) for d in deployments()] == [
+        (second, "IN_PROGRESS", 0)]
+    assert write_moto_deployment("agent-test", "svc", "us-east-1", second, state="COMPLETED")
+    assert [(d["rolloutState"], d["runningCount"]) for d in deployments()] == [("COMPLETED", 1)]
+    # A report about a revision the service no longer runs (it was rolled back) changes nothing.
+    assert not write_moto_deployment("agent-test", "svc", "us-east-1", first, state="IN_PROGRESS")
+    assert deployments()[0]["rolloutState"] == "COMPLETED"
 
 
 def test_an_unknown_stage_to_skip_is_refused():
