@@ -95,7 +95,8 @@ rollout-model: $(STAMP) ## move production to the published version and roll it 
 	scripts/rollout ecs --promote "$$version" --store $(MODEL_STORE) $(ROLLOUT_ARGS)
 
 # ---- local runs of whole pipelines -----------------------------------------------------------
-# The Jenkinsfile's stages, in its order, against a moto server on 127.0.0.1 (README: Jenkins).
+# The Jenkinsfile's stages, in its order, against a moto server on 127.0.0.1, a local registry bridged
+# into its ECR, and a local ECS agent running the pushed image under podman (README: Jenkins).
 PIPELINE_LOCAL_ARGS ?=
 
 .PHONY: pipeline-local jenkins-check

@@ -98,10 +98,11 @@ class GunicornLauncher:
 
 
 class PodmanLauncher:
-    """Runs the task's image under podman, on the host network, never pulling.
+    """Runs the task's image under podman, on the host network; `podman run` itself never pulls.
 
     `resolve_image` maps the task definition's registry reference (an ECR URI, maybe by digest) to a
-    local image reference; by default the reference is used as is.
+    local image reference, pulling it first if it must (pipeline-local pulls from its local registry,
+    as ECS pulls from ECR); by default the reference is used as is.
     """
 
     kind = "podman"
