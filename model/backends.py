@@ -54,32 +54,33 @@ class LocalBackend:
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
 
+    def _staged(self, path: Path, data: bytes) -> str:
+        """A complete, fsynced temp file beside `path`, with a normal file mode."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        _publish_mode(tmp)
+        return tmp
+
     def write(self, key: str, data: bytes) -> None:
         """Write an object atomically (temp file, fsync, rename): readers never see half of it."""
         path = self._path(key)
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            _publish_mode(tmp)
-            os.replace(tmp, path)
+            os.replace(self._staged(path, data), path)
         except OSError as exc:
             raise StoreError(f"cannot write {key} to {self.uri}: {exc.strerror}") from None
 
     def create(self, key: str, data: bytes) -> None:
         """Write an object that must not exist yet (a version's manifest)."""
         path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
         try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            _publish_mode(tmp)
+            tmp = self._staged(path, data)
+        except OSError as exc:
+            raise StoreError(f"cannot write {key} to {self.uri}: {exc.strerror}") from None
+        try:
             # link() fails if the target exists, which makes create-if-absent atomic.
             os.link(tmp, path)
         except FileExistsError:
