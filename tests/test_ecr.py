@@ -66,6 +66,11 @@ def test_resolve_tag_to_digest_and_refuse_unknown(repo):
         resolve_image(client, "quay.io/x/y:v1")
 
 
+def without_override(env: dict) -> dict:
+    """The environment without a registry override (pipeline-local's Test stage runs with one set)."""
+    return {k: v for k, v in env.items() if k != "ECR_REGISTRY_OVERRIDE"}
+
+
 FAKE_TOOL = """#!/usr/bin/env bash
 # Records its arguments; plays podman for `image inspect`, `login`, `tag`, `push --digestfile`.
 echo "$*" >> "$TOOL_LOG"
@@ -88,7 +93,7 @@ def test_push_logs_in_tags_pushes_and_prints_the_ecr_digest(repo, aws_env, tmp_p
     tool.parent.mkdir()
     tool.write_text(FAKE_TOOL)
     tool.chmod(0o755)
-    env = {**aws_env, "PATH": f"{tool.parent}{os.pathsep}{os.environ['PATH']}",
+    env = {**without_override(aws_env), "PATH": f"{tool.parent}{os.pathsep}{os.environ['PATH']}",
            "TOOL_LOG": str(tmp_path / "log"),
            "KNOWN_IMAGE": "model-service:abc123", "PUSH_DIGEST": digest, "ECR_REPOSITORY": repo}
     result = subprocess.run([str(ROOT / "scripts/push-image"), "--builder", "podman", "--tag", "abc123"],
@@ -122,7 +127,7 @@ def fake_podman(repo, aws_env, tmp_path):
     tool.parent.mkdir()
     tool.write_text(FAKE_TOOL)
     tool.chmod(0o755)
-    env = {**aws_env, "PATH": f"{tool.parent}{os.pathsep}{os.environ['PATH']}",
+    env = {**without_override(aws_env), "PATH": f"{tool.parent}{os.pathsep}{os.environ['PATH']}",
            "TOOL_LOG": str(tmp_path / "log"), "KNOWN_IMAGE": "model-service:abc123",
            "PUSH_DIGEST": digest, "ECR_REPOSITORY": repo}
     return {"env": env, "digest": digest, "log": tmp_path / "log", "uri": EcrClient(
