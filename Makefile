@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | sha256s
 
 export MODEL_STORE ?= store
 export MODEL_NAME ?= digits
-export PORT ?= 8080
+PORT ?= 8080
 
 .PHONY: help venv run serve train-default test lint bench
 
@@ -32,7 +32,7 @@ train-default: $(STAMP) ## train and publish the default model unless the store 
 run: train-default ## set up, train the default model if the store has none, serve on 127.0.0.1:$PORT
 	$(PY) -m model list
 	@echo "serving $(MODEL_NAME) from $(MODEL_STORE) on http://127.0.0.1:$(PORT)"
-	exec $(BIN)/gunicorn --config service/gunicorn.conf.py 'service.wsgi:app'
+	PORT=$(PORT) exec $(BIN)/gunicorn --config service/gunicorn.conf.py 'service.wsgi:app'
 
 test: $(STAMP) ## run the whole test suite
 	$(BIN)/ruff check .
@@ -42,7 +42,7 @@ lint: $(STAMP) ## ruff
 	$(BIN)/ruff check .
 
 bench: $(STAMP) ## benchmark the service vs in-process predict_proba and a FastAPI peer (needs wrk)
-	$(PY) -m bench --runs 5 --seconds 10 --out bench/results.md --json bench/results.json
+	$(PY) -m bench --runs 5 --seconds 6 --out bench/results.md --json bench/results.json
 
 # ---- train pipeline stages (Jenkinsfile: Train) ---------------------------------------------
 CANDIDATE ?= build/candidate

@@ -29,7 +29,10 @@ for _key, _value in {
     "AWS_REGION": "us-east-1",
 }.items():
     os.environ[_key] = _value
-for _key in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "MODEL_STORE", "MODEL_NAME", "MODEL_VERSION"):
+# Nor may the caller's service settings leak in (make exports some; a developer may have others).
+for _key in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "MODEL_STORE", "MODEL_NAME", "MODEL_VERSION",
+             "MODEL_ALIAS", "MODEL_CACHE_DIR", "PORT", "HOST", "BIND", "PIDFILE", "WEB_CONCURRENCY",
+             "PROMETHEUS_MULTIPROC_DIR", "LOG_LEVEL"):
     os.environ.pop(_key, None)
 # moto's ECS only reports a service as stable (running == desired) with this set in its process.
 os.environ["MOTO_ECS_SERVICE_RUNNING"] = "1"
@@ -142,13 +145,14 @@ class GunicornServer:
         self.pidfile = folder / "gunicorn.pid"
         self.metrics_dir = folder / "metrics"
         self.log_path = folder / "gunicorn.log"
+        # The server's own address and files win over `env`, which may be a copy of os.environ.
         self.env = {
             **os.environ,
-            "PORT": str(self.port),
             "WEB_CONCURRENCY": str(workers),
+            **env,
+            "PORT": str(self.port),
             "PIDFILE": str(self.pidfile),
             "PROMETHEUS_MULTIPROC_DIR": str(self.metrics_dir),
-            **env,
         }
         self._log = open(self.log_path, "wb")  # noqa: SIM115 (closed in stop)
         self.process = subprocess.Popen(

@@ -28,10 +28,17 @@ def test_unreachable_store_then_recovery(aws_env, tmp_path, trained_digits):
         url = server.url
         assert requests.get(url + "/health", timeout=5).json() == {"status": "alive"}
         for path in ("/ready", "/ping"):
-            response = requests.get(url + path, timeout=5)
-            assert response.status_code == 503
-            assert response.json()["error"]["code"] == "not_ready"
-            assert bucket in response.json()["error"]["message"]
+            # Until the first attempt has failed the message says "not loaded yet"; after it, it
+            # names the missing bucket. Every answer meanwhile is 503 not_ready.
+            deadline = time.monotonic() + 15
+            while True:
+                response = requests.get(url + path, timeout=5)
+                assert response.status_code == 503
+                assert response.json()["error"]["code"] == "not_ready"
+                if bucket in response.json()["error"]["message"]:
+                    break
+                assert time.monotonic() < deadline, response.json()
+                time.sleep(0.1)
         response = requests.post(url + "/predict", json={"instances": [[0] * 64]}, timeout=5)
         assert response.status_code == 503 and response.json()["error"]["code"] == "not_ready"
 
