@@ -1,15 +1,20 @@
-"""A direct numpy path for the default tabular pipeline (standard scaling + logistic regression).
+"""Direct numpy paths for the two default pipelines: scaling + logistic regression (tabular) and
+tf-idf + logistic regression (text).
 
-For a single row, almost all of `predict_proba`'s time is scikit-learn's per-call machinery (input
-validation, the DataFrame check, estimator tags), not the arithmetic. For the pipelines this
-project trains by default the arithmetic is two lines, so the service computes it directly. It is
-only used after it has reproduced `predict_proba` on real rows when the model loads; anything else
-(text models, other estimators, a mismatch) keeps the plain `predict_proba`.
+For one instance, almost all of `predict_proba`'s time is scikit-learn's per-call machinery (input
+validation, the DataFrame check, estimator tags, building a sparse matrix), not the arithmetic:
+0.25 ms of machinery around microseconds of arithmetic for the tabular model, 0.65 ms for the text
+model. For the pipelines this project trains the arithmetic is a few lines, so the service computes
+it directly, reusing the fitted attributes and the vectorizer's own analyzer (same tokens, same
+vocabulary). A direct path is only used after it has reproduced `predict_proba` on sample inputs when
+the model loads; anything else (other estimators, other options, a mismatch) keeps `predict_proba`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+from collections import Counter
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from scipy.special import expit
@@ -25,45 +30,121 @@ def _softmax(scores: np.ndarray) -> np.ndarray:
     return scores
 
 
-def _linear(estimator) -> Callable[[np.ndarray], np.ndarray] | None:
-    """The direct function for Pipeline([StandardScaler, LogisticRegression]), else None."""
+def _steps(estimator, first: type) -> tuple[object, object] | None:
+    """(first step, LogisticRegression) of a two-step pipeline of exactly these types, else None."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import Pipeline
-    from sklearn.preprocessing import StandardScaler
 
     if not isinstance(estimator, Pipeline) or len(estimator.steps) != 2:
         return None
-    scaler, clf = (step for _, step in estimator.steps)
-    if type(scaler) is not StandardScaler or type(clf) is not LogisticRegression:
+    head, clf = (step for _, step in estimator.steps)
+    if type(head) is not first or type(clf) is not LogisticRegression:
         return None
+    return head, clf
+
+
+def _logistic(clf) -> Callable[[np.ndarray], np.ndarray]:
+    """Probabilities from decision scores, as LogisticRegression.predict_proba computes them."""
+    if len(clf.classes_) <= 2:
+        return lambda scores: np.column_stack([1.0 - expit(scores[:, 0]), expit(scores[:, 0])])
+    return _softmax
+
+
+def _tabular(estimator) -> Callable[[np.ndarray], np.ndarray] | None:
+    from sklearn.preprocessing import StandardScaler
+
+    steps = _steps(estimator, StandardScaler)
+    if steps is None:
+        return None
+    scaler, clf = steps
     mean = scaler.mean_ if scaler.with_mean else None
     scale = scaler.scale_ if scaler.with_std else None
     coef_t = np.ascontiguousarray(clf.coef_.T)
     intercept = clf.intercept_
-    binary = len(clf.classes_) <= 2
+    link = _logistic(clf)
 
     def proba(X: np.ndarray) -> np.ndarray:
         if mean is not None:
             X = X - mean
         if scale is not None:
             X = X / scale
-        scores = X @ coef_t + intercept
-        if binary:
-            positive = expit(scores[:, 0])
-            return np.column_stack([1.0 - positive, positive])
-        return _softmax(scores)
+        return link(X @ coef_t + intercept)
 
     return proba
 
 
-def compile_proba(estimator, sample: np.ndarray) -> Callable[[np.ndarray], np.ndarray] | None:
-    """A faster equivalent of `estimator.predict_proba`, checked on `sample` rows, or None."""
-    proba = _linear(estimator)
-    if proba is None or sample.ndim != 2 or not len(sample):
+def _text(estimator) -> Callable[[Sequence[str]], np.ndarray] | None:
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    steps = _steps(estimator, TfidfVectorizer)
+    if steps is None:
         return None
+    vectorizer, clf = steps
+    if vectorizer.norm not in ("l2", None):
+        return None
+    analyze = vectorizer.build_analyzer()
+    vocabulary = vectorizer.vocabulary_
+    idf = vectorizer.idf_ if vectorizer.use_idf else None
+    binary, sublinear, l2 = vectorizer.binary, vectorizer.sublinear_tf, vectorizer.norm == "l2"
+    coef_t = np.ascontiguousarray(clf.coef_.T)
+    intercept = clf.intercept_
+    link = _logistic(clf)
+
+    def proba(texts: Sequence[str]) -> np.ndarray:
+        scores = np.tile(intercept, (len(texts), 1))
+        rows, indices, weights = [], [], []
+        for row, text in enumerate(texts):
+            counts = Counter(vocabulary[t] for t in analyze(text) if t in vocabulary)
+            if not counts:
+                continue  # no known term: the tf-idf vector is zero, the score is the intercept
+            index = np.fromiter(counts.keys(), dtype=np.intp, count=len(counts))
+            tf = np.fromiter(counts.values(), dtype=np.float64, count=len(counts))
+            if binary:
+                tf[:] = 1.0
+            if sublinear:
+                tf = np.log(tf) + 1.0
+            weight = tf * idf[index] if idf is not None else tf
+            if l2:
+                weight /= math.sqrt(float(weight @ weight))
+            rows.append(row)
+            indices.append(index)
+            weights.append(weight)
+        if rows:
+            # One gather and one segmented sum for the whole batch instead of a product per text.
+            starts = np.cumsum([0] + [len(i) for i in indices[:-1]])
+            terms = np.concatenate(weights)[:, None] * coef_t[np.concatenate(indices)]
+            scores[rows] += np.add.reduceat(terms, starts, axis=0)
+        return link(scores)
+
+    return proba
+
+
+def _vocabulary_texts(estimator, count: int = 20) -> list[str]:
+    """Texts made of the model's own terms (repeated, mixed case, with unknown words), and edge cases."""
+    rng = np.random.default_rng(0)
+    terms = sorted(estimator.steps[0][1].vocabulary_)
+    texts = ["", "zzqx unknownword", "  "]
+    for _ in range(count):
+        words = [terms[i] for i in rng.integers(0, len(terms), size=int(rng.integers(1, 60)))]
+        words += words[: int(rng.integers(0, len(words) + 1))]  # repeated terms: tf > 1
+        texts.append(" ".join(w.upper() if rng.random() < 0.1 else w for w in words) + " zzqx.")
+    return texts
+
+
+def compile_proba(estimator, sample) -> Callable | None:
+    """A faster equivalent of `estimator.predict_proba`, checked on `sample` inputs, or None.
+
+    `sample` is a 2-D float array for tabular models or a list of strings for text models.
+    """
+    is_text = isinstance(sample, list)
+    proba = _text(estimator) if is_text else _tabular(estimator)
+    if proba is None or not len(sample) or (not is_text and sample.ndim != 2):
+        return None
+    if is_text:
+        sample = sample + _vocabulary_texts(estimator)
     try:
         if not np.allclose(proba(sample), estimator.predict_proba(sample), rtol=0, atol=TOLERANCE):
             return None
-    except (ValueError, FloatingPointError):
+    except (ValueError, TypeError, FloatingPointError):
         return None
     return proba

@@ -66,12 +66,15 @@ class Predictor:
         import sklearn
 
         self._fast_context = sklearn.config_context
-        self._direct = self._compile_direct() if self.kind == "tabular" else None
+        self._direct = self._compile_direct()
 
     def _compile_direct(self):
-        """The checked numpy path for the default pipeline (service.fastpath), or None."""
+        """The checked numpy path for the default pipelines (service.fastpath), or None."""
         from service.fastpath import compile_proba
 
+        if self.kind == "text":
+            example = self.manifest.get("example")
+            return compile_proba(self.estimator, [example if isinstance(example, str) else ""])
         rng = np.random.default_rng(0)
         example = self.manifest.get("example")
         base = np.asarray(example, dtype=np.float64) if example is not None else np.zeros(self.n_features)
