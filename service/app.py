@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+import orjson
 from flask import Flask, Response, current_app, g, render_template, request
 from werkzeug.exceptions import HTTPException
 
@@ -76,7 +77,8 @@ def start_model(app: Flask, wait: float | None = None) -> bool:
 
 
 def _json_response(payload, status: int = 200, headers=None) -> Response:
-    return Response(json.dumps(payload), status=status, mimetype=JSON, headers=headers)
+    # orjson: several times faster than json for the probabilities of a batch, same JSON.
+    return Response(orjson.dumps(payload), status=status, mimetype=JSON, headers=headers)
 
 
 def _register_hooks(app: Flask, service: Service) -> None:
@@ -161,6 +163,10 @@ def _parse_body():
             f"the body is larger than {current_app.config['MAX_CONTENT_LENGTH']} bytes: "
             "send fewer instances per request"
         )
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        pass  # re-parsed below with the standard library, only to explain what is wrong
     try:
         return json.loads(data, parse_constant=_reject_constant)
     except RecursionError:

@@ -15,6 +15,7 @@ import numpy as np
 from service.errors import InvalidInput, TooLarge
 
 _SHOWN_FEATURES = 6
+_NUMBER_TYPES = frozenset((int, float))
 
 
 def _kind(value) -> str:
@@ -142,10 +143,9 @@ class Predictor:
                     f"instances[{i}] has {len(row)} values, the model expects {n} "
                     f"(features: {self._feature_hint})"
                 )
-            for value in row:
-                kind = type(value)
-                if kind is not float and kind is not int:
-                    self._bad_value(i, row, value)
+            # One C-level pass per row; bools and numeric strings must not slip into float64.
+            if not _NUMBER_TYPES.issuperset(map(type, row)):
+                self._bad_value(i, row, next(v for v in row if type(v) not in _NUMBER_TYPES))
         try:
             matrix = np.array(rows, dtype=np.float64)
         except OverflowError:
