@@ -84,38 +84,6 @@ esac
 """
 
 
-def test_push_logs_in_tags_pushes_and_prints_the_ecr_digest(repo, aws_env, tmp_path):
-    import boto3
-
-    digest = boto3.client("ecr").put_image(repositoryName=repo, imageManifest=manifest("2"),
-                                           imageTag="abc123")["image"]["imageId"]["imageDigest"]
-    tool = tmp_path / "bin/podman"
-    tool.parent.mkdir()
-    tool.write_text(FAKE_TOOL)
-    tool.chmod(0o755)
-    env = {**without_override(aws_env), "PATH": f"{tool.parent}{os.pathsep}{os.environ['PATH']}",
-           "TOOL_LOG": str(tmp_path / "log"),
-           "KNOWN_IMAGE": "model-service:abc123", "PUSH_DIGEST": digest, "ECR_REPOSITORY": repo}
-    result = subprocess.run([str(ROOT / "scripts/push-image"), "--builder", "podman", "--tag", "abc123"],
-                            capture_output=True, text=True, env=env)
-    assert result.returncode == 0, result.stderr
-    uri = EcrClient(boto3.client("ecr")).repository_uri(repo)
-    assert result.stdout.strip().splitlines()[-1] == f"{uri}@{digest}"
-    calls = (tmp_path / "log").read_text().splitlines()
-    assert calls[1].startswith("login --username AWS --password-stdin ")
-    assert calls[2] == f"tag model-service:abc123 {uri}:abc123"
-    assert calls[3].startswith("push --digestfile ") and calls[3].endswith(f"{uri}:abc123")
-    assert (tmp_path / "log.password").read_text()  # the token went through stdin, not argv
-
-    missing = subprocess.run([str(ROOT / "scripts/push-image"), "--builder", "podman",
-                              "--tag", "never-built"],
-                             capture_output=True, text=True, env=env)
-    assert missing.returncode == 4
-    assert missing.stderr.strip() == "error: no local image model-service:never-built: build it first " \
-                                     "(scripts/build-image)"
-    assert len((tmp_path / "log").read_text().splitlines()) == len(calls) + 1  # only the inspect ran
-
-
 @pytest.fixture
 def fake_podman(repo, aws_env, tmp_path):
     """The recording podman on PATH, with `model-service:abc123` built and its digest in ECR."""
@@ -137,6 +105,26 @@ def fake_podman(repo, aws_env, tmp_path):
 def push_image(env, *args):
     return subprocess.run([str(ROOT / "scripts/push-image"), "--builder", "podman", "--tag", "abc123", *args],
                           capture_output=True, text=True, env=env, timeout=60)
+
+
+def test_push_logs_in_tags_pushes_and_prints_the_ecr_digest(fake_podman):
+    env, digest, uri = fake_podman["env"], fake_podman["digest"], fake_podman["uri"]
+    result = push_image(env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == f"{uri}@{digest}"
+    calls = fake_podman["log"].read_text().splitlines()
+    assert calls[1].startswith("login --username AWS --password-stdin ")
+    assert calls[2] == f"tag model-service:abc123 {uri}:abc123"
+    assert calls[3].startswith("push --digestfile ") and calls[3].endswith(f"{uri}:abc123")
+    assert (fake_podman["log"].parent / "log.password").read_text()  # the token went through stdin
+
+    missing = subprocess.run([str(ROOT / "scripts/push-image"), "--builder", "podman",
+                              "--tag", "never-built"],
+                             capture_output=True, text=True, env=env)
+    assert missing.returncode == 4
+    assert missing.stderr.strip() == "error: no local image model-service:never-built: build it first " \
+                                     "(scripts/build-image)"
+    assert len(fake_podman["log"].read_text().splitlines()) == len(calls) + 1  # only the inspect ran
 
 
 @pytest.mark.parametrize(("registry", "plain_http"),
