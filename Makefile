@@ -10,10 +10,9 @@ PY := $(BIN)/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | sha256sum | cut -c1-12)
 
 export MODEL_STORE ?= store
-export MODEL_NAME ?= digits
 PORT ?= 8080
 
-.PHONY: help venv run serve train-default test lint bench
+.PHONY: help venv run serve train-default test test-fast test-e2e lint bench exit-codes
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | sort
@@ -31,15 +30,30 @@ train-default: $(STAMP) ## train and publish the default model unless the store 
 
 run: train-default ## set up, train the default model if the store has none, serve on 127.0.0.1:$PORT
 	$(PY) -m model list
-	@echo "serving $(MODEL_NAME) from $(MODEL_STORE) on http://127.0.0.1:$(PORT)"
+	@echo "serving $${MODEL_NAME:-the default model} from $(MODEL_STORE) on http://127.0.0.1:$(PORT)"
 	PORT=$(PORT) exec $(BIN)/gunicorn --config service/gunicorn.conf.py 'service.wsgi:app'
 
-test: $(STAMP) ## run the whole test suite
+test: $(STAMP) ## run the whole test suite (lint, layering rule, every test)
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-lint: $(STAMP) ## ruff
+# What gates a model release in Jenkins: everything but the end-to-end emulation (image builds and the
+# local pipeline run, marked slow), so a moto or podman upgrade cannot block shipping a model.
+test-fast: $(STAMP) ## the suite without the slow end-to-end emulation (Jenkins' Test stage)
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports --no-cache
+	$(BIN)/pytest -m 'not slow' $(PYTEST_ARGS)
+
+test-e2e: $(STAMP) ## only the slow end-to-end emulation: image builds, the local pipeline run (nightly)
+	$(BIN)/pytest -m slow $(PYTEST_ARGS)
+
+lint: $(STAMP) ## ruff and the layering rule (product code never imports standin/)
+	$(BIN)/ruff check .
+	$(BIN)/lint-imports --no-cache
+
+exit-codes: ## the exit codes of every command (model/exit_codes.py), as the README quotes them
+	@$(PYTHON) -m model.exit_codes
 
 bench: $(STAMP) ## benchmark the service vs in-process predict_proba and a FastAPI peer (needs wrk)
 	$(PY) -m bench --runs 5 --seconds 6 --out bench/results.md --json bench/results.json

@@ -27,6 +27,8 @@ from pathlib import Path
 import numpy as np
 import requests
 
+from standin.ports import free_port
+
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 TARGETS = {
@@ -104,14 +106,6 @@ def inprocess(estimator, rows: list, batch: int, seconds: float) -> float:
 
 
 # -- servers ------------------------------------------------------------------------------------
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _wait_ready(url: str, proc: subprocess.Popen, timeout: float = 60) -> float:
     start = time.perf_counter()
     while time.perf_counter() - start < timeout:
@@ -128,7 +122,7 @@ def _wait_ready(url: str, proc: subprocess.Popen, timeout: float = 60) -> float:
 
 def start_service(store: str, name: str, workers: int, tmp: Path) -> tuple[subprocess.Popen, str, float]:
     """The service under gunicorn, as `make run` starts it; returns (process, base URL, cold start)."""
-    port = _free_port()
+    port = free_port()
     metrics_dir = tmp / f"prom-{port}"
     metrics_dir.mkdir()
     env = {
@@ -153,7 +147,7 @@ def start_service(store: str, name: str, workers: int, tmp: Path) -> tuple[subpr
 
 def start_peer(model_path: Path, workers: int) -> tuple[subprocess.Popen, str, float]:
     """The FastAPI peer under uvicorn with the same worker count."""
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "PEER_MODEL_PATH": str(model_path)}
     start = time.perf_counter()
     proc = subprocess.Popen(

@@ -1,10 +1,7 @@
 """`python -m model`: train, publish, list, show, promote, rollback, verify, resolve.
 
-Every failure is one line on stderr, `error: ...`, and a non-zero exit code:
-
-    0 ok · 1 other error · 2 usage · 3 store unreachable or malformed · 4 not found
-    5 conflict (concurrent alias move, existing version) · 6 integrity or incompatible artifact
-    7 bad training data · 8 refused by the quality gate
+Every failure is one line on stderr, `error: ...`, and an exit code from model/exit_codes.py
+(printed at the end of `--help`).
 """
 
 from __future__ import annotations
@@ -15,10 +12,9 @@ import os
 import sys
 from pathlib import Path
 
-from model.errors import ModelError
-
-DEFAULT_STORE = "store"
-DEFAULT_NAME = "digits"
+from model.errors import ModelError, UsageError
+from model.exit_codes import ExitCode, text_table
+from model.store import DEFAULT_ALIAS, DEFAULT_NAME, DEFAULT_STORE
 
 
 def _settings(args) -> tuple[str, str]:
@@ -48,7 +44,7 @@ def _params(pairs: list[str]) -> dict:
     for pair in pairs or []:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise ModelError(f"--param takes key=value, got {pair!r}")
+            raise UsageError(f"--param takes key=value, got {pair!r}")
         params[key] = value
     return params
 
@@ -168,15 +164,14 @@ def cmd_resolve(args) -> int:
 
 
 def cmd_promote(args) -> int:
-    from model.gate import check_gate
+    from model.gate import check_promotion
 
     store = _store(args)
     _, name = _settings(args)
-    manifest = store.manifest(name, args.version)
-    if args.gate_alias == args.alias:
-        current = store.alias(name, args.alias)
-        if current is None or current.version != args.version:
-            print(check_gate(store, manifest, **_gate_kwargs(args)).describe())
+    result = check_promotion(store, name, args.version, alias=args.alias, gate_alias=args.gate_alias,
+                             metric=args.gate_metric, tolerance=args.gate_tolerance, force=args.force)
+    if result is not None:
+        print(result.describe())
     moved = store.move_alias(name, args.alias, args.version)
     print(f"{args.alias} -> {moved.version} (was {moved.previous or 'unset'})")
     return 0
@@ -203,7 +198,6 @@ def cmd_verify(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every command (also used to render --help)."""
     from model.gate import DEFAULT_METRIC, DEFAULT_TOLERANCE, METRICS
-    from model.store import DEFAULT_ALIAS
     from model.train import DEFAULT_SEED, DEFAULT_TEST_SIZE
 
     common = argparse.ArgumentParser(add_help=False)
@@ -229,7 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
     select.add_argument("--version", default=None, help="a version id (wins over --alias)")
 
     parser = argparse.ArgumentParser(
-        prog="python -m model", description=__doc__,
+        prog="python -m model", description=__doc__, epilog=text_table(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -295,4 +289,5 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        return 130
+        print("error: interrupted", file=sys.stderr)
+        return ExitCode.INTERRUPTED

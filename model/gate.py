@@ -65,3 +65,29 @@ def check_gate(
     if not result.passed and not force:
         raise GateError(result.describe() + " (use --force to override)")
     return result
+
+
+def check_promotion(
+    store: ModelStore,
+    name: str,
+    version: str,
+    *,
+    alias: str = DEFAULT_ALIAS,
+    gate_alias: str | None = None,
+    metric: str = DEFAULT_METRIC,
+    tolerance: float = DEFAULT_TOLERANCE,
+    force: bool = False,
+) -> GateResult | None:
+    """The gate `promote` applies before moving `alias` to `version`; None when it does not apply.
+
+    It compares with the gate alias's target (default: the alias being moved) and does not apply
+    when another alias is gated or the alias already names the version. GateError if refused.
+    """
+    manifest = store.manifest(name, version)
+    gate_alias = gate_alias or alias
+    if gate_alias != alias:
+        return None
+    current = store.alias(name, alias)
+    if current is not None and current.version == version:
+        return None
+    return check_gate(store, manifest, alias=gate_alias, metric=metric, tolerance=tolerance, force=force)

@@ -21,6 +21,9 @@ from model.artifact import ARTIFACT_FILE, MANIFEST_FILE, validate_manifest
 from model.backends import open_backend
 from model.errors import ConflictError, IntegrityError, NotFoundError, StoreError
 
+# The defaults every command and the service share (flags and MODEL_* variables override them).
+DEFAULT_STORE = "store"
+DEFAULT_NAME = "digits"
 DEFAULT_ALIAS = "production"
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _VERSION_RE = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{8}$")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
 from datetime import UTC, datetime
 
 import numpy as np
@@ -48,15 +47,9 @@ def build_estimator(kind: str, params: dict, seed: int):
 
 
 def _git_commit() -> str:
-    if os.environ.get("GIT_COMMIT"):
-        return os.environ["GIT_COMMIT"]
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=True
-        )
-        return out.stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
+    from model.gitinfo import head_commit
+
+    return os.environ.get("GIT_COMMIT") or head_commit() or "unknown"
 
 
 def _jsonable(value):

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 
+from model.store import DEFAULT_ALIAS, DEFAULT_NAME, DEFAULT_STORE
+
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
@@ -21,9 +23,9 @@ class ConfigError(ValueError):
 class Settings:
     """Typed, immutable service configuration (see README, section "The service")."""
 
-    model_store: str = "store"
-    model_name: str = "digits"
-    model_alias: str = "production"
+    model_store: str = DEFAULT_STORE
+    model_name: str = DEFAULT_NAME
+    model_alias: str = DEFAULT_ALIAS
     model_version: str | None = None
     model_cache_dir: str | None = None
     host: str = "127.0.0.1"

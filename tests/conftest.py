@@ -8,17 +8,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import uuid
-from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parent.parent
-PYTHON = sys.executable
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+from helpers import ROOT, GunicornServer, require_tool
 
 # No test may reach real AWS: fake credentials and a region, set before any client is built.
 for _key, _value in {
@@ -38,34 +33,13 @@ for _key in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "MODEL_STORE", "MODEL_NAME", "MO
 os.environ["MOTO_ECS_SERVICE_RUNNING"] = "1"
 
 
-def require_tool(name: str, reason: str = "") -> str:
-    """Path of a system tool; skip the test without it, but fail in CI where it must exist."""
-    path = shutil.which(name)
-    if path:
-        return path
-    message = f"{name} is not installed{': ' + reason if reason else ''} (.ci/run installs it)"
-    if IN_CI:
-        pytest.fail(f"CI must run this test: {message}")
-    pytest.skip(message)
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that is free right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def moto_endpoint():
     """URL of a moto server (S3, ECR, ECS, EC2, ...) on 127.0.0.1 for the whole session."""
-    from moto.server import ThreadedMotoServer
+    from standin.aws import LocalAws
 
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
+    with LocalAws() as aws:
+        yield aws.endpoint
 
 
 @pytest.fixture
@@ -116,16 +90,14 @@ def local_store(tmp_path, trained_digits):
     return uri
 
 
-def run_cli(*args: str, env: dict | None = None, cwd: Path = ROOT) -> subprocess.CompletedProcess:
-    """Run `python -m model ...` as a user would, capturing its output."""
-    return subprocess.run(
-        [PYTHON, "-m", "model", *args],
-        capture_output=True,
-        text=True,
-        env=env or os.environ.copy(),
-        cwd=cwd,
-        timeout=300,
-    )
+@pytest.fixture
+def version_server():
+    """An HTTP server on 127.0.0.1 answering GET /model with a settable `.version` (tests/fakes.py)."""
+    from fakes import VersionServer
+
+    server = VersionServer()
+    yield server
+    server.close()
 
 
 # ---- service fixtures -----------------------------------------------------------------------
@@ -133,67 +105,6 @@ def run_cli(*args: str, env: dict | None = None, cwd: Path = ROOT) -> subprocess
 # the repository (a test that copies the workspace and reinstalls it rewrites that mapping).
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
-
-
-class GunicornServer:
-    """A real `gunicorn --config service/gunicorn.conf.py service.wsgi:app` on 127.0.0.1."""
-
-    def __init__(self, folder: Path, env: dict, workers: int = 2, wait_ready: bool = True):
-        folder.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.pidfile = folder / "gunicorn.pid"
-        self.metrics_dir = folder / "metrics"
-        self.log_path = folder / "gunicorn.log"
-        # The server's own address and files win over `env`, which may be a copy of os.environ.
-        self.env = {
-            **os.environ,
-            "WEB_CONCURRENCY": str(workers),
-            **env,
-            "PORT": str(self.port),
-            "PIDFILE": str(self.pidfile),
-            "PROMETHEUS_MULTIPROC_DIR": str(self.metrics_dir),
-        }
-        self._log = open(self.log_path, "wb")  # noqa: SIM115 (closed in stop)
-        self.process = subprocess.Popen(
-            [PYTHON, "-m", "gunicorn", "--config", "service/gunicorn.conf.py", "service.wsgi:app"],
-            cwd=ROOT, env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
-        )
-        self.wait_until("/ready" if wait_ready else "/health")
-
-    def wait_until(self, path: str, timeout: float = 60) -> None:
-        """Wait until GET path answers 200 (or fail with the server's log)."""
-        import time
-
-        import requests
-
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                pytest.fail(f"gunicorn exited with {self.process.returncode}:\n{self.log()[-3000:]}")
-            try:
-                if requests.get(self.url + path, timeout=2).status_code == 200:
-                    return
-            except requests.ConnectionError:
-                pass
-            time.sleep(0.1)
-        pytest.fail(f"{self.url}{path} not 200 after {timeout} s:\n{self.log()[-3000:]}")
-
-    def log(self) -> str:
-        """Everything the server wrote so far (JSON lines)."""
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self, timeout: float = 30) -> int:
-        """SIGTERM the master (graceful shutdown) and return its exit code."""
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self._log.close()
-        return self.process.returncode
 
 
 @pytest.fixture(scope="session")
@@ -231,8 +142,8 @@ def podman_sandbox(tmp_path_factory):
     require_tool("podman", "builds and runs the service image")
     require_tool("runc", "the OCI runtime podman uses here")
     require_tool("debootstrap", "makes the base image without Docker Hub")
-    from ops.base_image import ensure_debian_base
-    from ops.podman_sandbox import sandbox_env
+    from standin.base_image import ensure_debian_base
+    from standin.podman import sandbox_env
 
     root = tmp_path_factory.mktemp("podman")
     env = sandbox_env(root)

@@ -3,7 +3,7 @@
 import json
 import subprocess
 
-from conftest import PYTHON, ROOT, require_tool
+from helpers import PYTHON, ROOT, require_tool
 
 
 def test_benchmark_runs_and_checks_predictions(tmp_path):

@@ -5,7 +5,7 @@ import os
 
 import boto3
 import pytest
-from conftest import run_cli
+from helpers import run_cli
 
 COMMANDS = ["train", "publish", "gate", "list", "show", "resolve", "promote", "rollback", "verify"]
 

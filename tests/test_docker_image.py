@@ -4,7 +4,7 @@ The slow test uses the session's debootstrapped Debian bookworm base (Docker Hub
 tests/conftest.py builds it once, in a podman storage the local pipeline test reuses), builds
 docker/Dockerfile on it with the host's pip settings and CA bundle forwarded as the build scripts do,
 then runs the image against a published model and checks /ready, /model and a prediction with the
-same code `make smoke` runs (ops.image.smoke).
+same code `make smoke` runs (deploy.image.smoke).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT, free_port
+from helpers import ROOT, free_port
 
 
 def test_dockerfile_is_hadolint_clean():
@@ -47,8 +47,8 @@ def podman_env(podman_sandbox, monkeypatch):
 @pytest.mark.slow
 @pytest.mark.timeout(420)
 def test_image_builds_and_serves_a_published_model(podman_env, local_store):
+    from deploy.image import build, container_tool, host_pip_settings, smoke
     from model.store import ModelStore
-    from ops.image import build, container_tool, host_pip_settings, smoke
 
     tool = container_tool("podman")
     base = podman_env["base"]

@@ -13,10 +13,10 @@ import subprocess
 import uuid
 
 import pytest
-from conftest import ROOT
+from helpers import ROOT
 
-from ops.deploy_errors import InvalidInput, ResourceNotFound
-from ops.ecr import EcrClient, parse_image, resolve_image
+from deploy.ecr import EcrClient, parse_image, resolve_image
+from deploy.errors import InvalidInput, ResourceNotFound
 
 MEDIA_TYPE = "application/vnd.docker.distribution.manifest.v2+json"
 
@@ -66,11 +66,6 @@ def test_resolve_tag_to_digest_and_refuse_unknown(repo):
         resolve_image(client, "quay.io/x/y:v1")
 
 
-def without_override(env: dict) -> dict:
-    """The environment without a registry override (pipeline-local's Test stage runs with one set)."""
-    return {k: v for k, v in env.items() if k != "ECR_REGISTRY_OVERRIDE"}
-
-
 FAKE_TOOL = """#!/usr/bin/env bash
 # Records its arguments; plays podman for `image inspect`, `login`, `tag`, `push --digestfile`.
 echo "$*" >> "$TOOL_LOG"
@@ -95,7 +90,7 @@ def fake_podman(repo, aws_env, tmp_path):
     tool.parent.mkdir()
     tool.write_text(FAKE_TOOL)
     tool.chmod(0o755)
-    env = {**without_override(aws_env), "PATH": f"{tool.parent}{os.pathsep}{os.environ['PATH']}",
+    env = {**aws_env, "PATH": f"{tool.parent}{os.pathsep}{os.environ['PATH']}",
            "TOOL_LOG": str(tmp_path / "log"), "KNOWN_IMAGE": "model-service:abc123",
            "PUSH_DIGEST": digest, "ECR_REPOSITORY": repo}
     return {"env": env, "digest": digest, "log": tmp_path / "log", "uri": EcrClient(
@@ -127,32 +122,8 @@ def test_push_logs_in_tags_pushes_and_prints_the_ecr_digest(fake_podman):
     assert len(fake_podman["log"].read_text().splitlines()) == len(calls) + 1  # only the inspect ran
 
 
-@pytest.mark.parametrize(("registry", "plain_http"),
-                         [("127.0.0.1:5999", True), ("mirror.internal:5000", False)])
-def test_a_registry_override_pushes_there_without_an_ecr_login(fake_podman, registry, plain_http):
-    env = {**fake_podman["env"], "ECR_REGISTRY_OVERRIDE": registry}
-    result = push_image(env)
-    assert result.returncode == 0, result.stderr
-    # The printed reference is still ECR's: that is what a task definition pins and ECS pulls.
-    assert result.stdout.strip().splitlines()[-1] == f"{fake_podman['uri']}@{fake_podman['digest']}"
-    calls = fake_podman["log"].read_text().splitlines()
-    assert not any(call.startswith("login") for call in calls)
-    remote = f"{registry}/{fake_podman['repo']}:abc123"
-    assert calls[1] == f"tag model-service:abc123 {remote}"
-    expected = "push --tls-verify=false --digestfile " if plain_http else "push --digestfile "
-    assert calls[2].startswith(expected)
-    assert calls[2].endswith(remote)
-
-
-def test_a_registry_override_that_never_reaches_ecr_fails_after_the_wait(fake_podman):
+def test_a_digest_ecr_does_not_confirm_fails_the_push(fake_podman):
     env = {**fake_podman["env"], "PUSH_DIGEST": "sha256:" + "7" * 64}
-    result = push_image(env, "--registry", "127.0.0.1:5999", "--ecr-wait", "1")
-    assert result.returncode == 8
-    assert result.stderr.startswith("error: pushed sha256:777") and "does the registry feed" in result.stderr
-
-
-@pytest.mark.parametrize("registry", ["http://127.0.0.1:5000", "host/path", "host:port"])
-def test_a_malformed_registry_override_is_refused(fake_podman, registry):
-    result = push_image(fake_podman["env"], "--registry", registry)
-    assert result.returncode == 5
-    assert result.stderr == f"error: --registry {registry!r} is not HOST or HOST:PORT\n"
+    result = push_image(env)
+    assert result.returncode == 10
+    assert result.stderr.startswith("error: pushed digest sha256:777") and "but ECR has" in result.stderr

@@ -8,17 +8,14 @@ botocore ClientErrors.
 
 from __future__ import annotations
 
-import http.server
 import json
 import subprocess
-import threading
 import uuid
 
 import pytest
-from botocore.exceptions import ClientError
-from conftest import ROOT
+from fakes import DIGEST, FakeEcs, FakeStore, UnsetAliasStore, deployment, new_deployment, run_scripted
+from helpers import ROOT
 
-DIGEST = "sha256:" + "ab" * 32
 MEDIA_TYPE = "application/vnd.docker.distribution.manifest.v2+json"
 MANIFEST = json.dumps({"schemaVersion": 2, "mediaType": MEDIA_TYPE,
                        "config": {"digest": "sha256:" + "1" * 64}, "layers": []})
@@ -113,11 +110,11 @@ def test_dry_run_plans_image_digest_and_model_and_changes_nothing(ecs_world, two
         (["--cluster", "no-such-cluster"], 4, "no-such-cluster"),
         (["--service", "no-such-service"], 4, "no-such-service"),
         (["--image", "REPO:never-pushed"], 4, "never-pushed"),
-        (["--image", "not a ref"], 5, "invalid image reference"),
+        (["--image", "not a ref"], 9, "invalid image reference"),
         (["--model-version", "20200101T000000Z-deadbeef"], 4, "not found"),
         (["--promote", "20200101T000000Z-deadbeef"], 4, "not found"),
-        (["--model-version", "V", "--promote", "V"], 5, "at most one"),
-        (["--template", "ecs/task-def.json", "--model-alias", "production"], 5, "unfilled placeholders"),
+        (["--model-version", "V", "--promote", "V"], 9, "at most one"),
+        (["--template", "ecs/task-def.json", "--model-alias", "production"], 9, "unfilled placeholders"),
     ],
 )
 def test_bad_input_is_one_line_and_changes_nothing(ecs_world, local_store, args, code, text):
@@ -145,7 +142,7 @@ def test_failed_rollout_on_moto_restores_revision_and_alias(ecs_world, two_versi
     store, first, second = two_versions
     result = rollout(ecs_world, "--image", f"{ecs_world['repo']}:abc123", "--promote", second,
                      "--store", store, "--timeout", "1", "--poll", "0.2", "--rollback-timeout", "0")
-    assert_one_error_line(result, 6, "timed out")
+    assert_one_error_line(result, 12, "timed out")
     assert "registered" in result.stdout and "rollback: alias production -> " + first in result.stdout
     task_definition, revisions = service_state(ecs_world)
     assert task_definition == ecs_world["first"]
@@ -165,8 +162,9 @@ def test_rendered_template_revision_pins_digest_and_version(ecs_world, two_versi
     result = rollout(ecs_world, "--template", "ecs/task-def.json", "--image", f"{ecs_world['repo']}:abc123",
                      "--model-alias", "production", "--store", store, "--timeout", "0",
                      "--rollback-timeout", "0", env=env)
-    assert result.returncode == 6, result.stderr
-    registered = [line.split()[-1] for line in result.stdout.splitlines() if line.startswith("registered ")]
+    assert result.returncode == 12, result.stderr
+    registered = [line.split()[-1] for line in result.stdout.splitlines()
+                  if line.startswith("rollout: registered ")]
     definition = boto3.client("ecs").describe_task_definition(taskDefinition=registered[0])["taskDefinition"]
     container = definition["containerDefinitions"][0]
     assert container["image"] == f"{ecs_world['uri']}@{ecs_world['pushed_digest']}"
@@ -174,140 +172,12 @@ def test_rendered_template_revision_pins_digest_and_version(ecs_world, two_versi
     assert definition["cpu"] == "1024" and definition["taskRoleArn"].endswith("role/task")
 
 
-# -- scripted ECS answers -----------------------------------------------------------------
-def _deployment(td, state, running=1, desired=1, failed=0, status="PRIMARY"):
-    return {"id": f"ecs-svc/{td[-1]}", "status": status, "taskDefinition": td, "rolloutState": state,
-            "rolloutStateReason": "circuit breaker tripped" if state == "FAILED" else "",
-            "runningCount": running, "desiredCount": desired, "failedTasks": failed}
-
-
-class FakeEcs:
-    """A boto3 ECS client whose describe_services answers follow a script (then repeat the last)."""
-
-    def __init__(self, script, fail_update_on=None):
-        self.script = list(script)
-        self.td = "arn:td/old:1"
-        self.updates, self.registered, self.deregistered = [], [], []
-        self.fail_update_on = fail_update_on
-
-    def describe_clusters(self, clusters):
-        return {"clusters": [{"clusterName": clusters[0], "status": "ACTIVE"}]}
-
-    def describe_services(self, cluster, services):
-        step = self.script.pop(0) if len(self.script) > 1 else self.script[0]
-        deployments = step(self) if callable(step) else step
-        return {"services": [{"serviceName": services[0], "status": "ACTIVE", "taskDefinition": self.td,
-                              "desiredCount": 1, "runningCount": 1, "deployments": deployments}]}
-
-    def describe_task_definition(self, taskDefinition):
-        return {"taskDefinition": {
-            "taskDefinitionArn": taskDefinition, "family": "svc", "revision": 1, "status": "ACTIVE",
-            "containerDefinitions": [{"name": "model-service", "image": "repo@" + DIGEST,
-                                      "environment": [{"name": "MODEL_VERSION", "value": "v-old"}]}]}}
-
-    def register_task_definition(self, **definition):
-        self.registered.append(definition)
-        return {"taskDefinition": {**definition, "taskDefinitionArn": "arn:td/new:2"}}
-
-    def deregister_task_definition(self, taskDefinition):
-        self.deregistered.append(taskDefinition)
-
-    def update_service(self, cluster, service, taskDefinition, forceNewDeployment):
-        if taskDefinition == self.fail_update_on:
-            raise ClientError({"Error": {"Code": "AccessDeniedException", "Message": "not allowed"}},
-                              "UpdateService")
-        self.updates.append(taskDefinition)
-        self.td = taskDefinition
-        return {"service": {"serviceName": service, "taskDefinition": taskDefinition}}
-
-    def list_tasks(self, **_):
-        return {"taskArns": []}
-
-
-class FakeStore:
-    """Only what the rollout asks of a ModelStore, recording alias moves."""
-
-    def __init__(self):
-        from model.store import Alias
-
-        self.Alias = Alias
-        self.production = Alias("production", "v-old", None, "t", "e1")
-        self.moves = []
-
-    def resolve(self, name, alias=None, version=None):
-        return version or self.production.version
-
-    def alias(self, name, alias):
-        return self.production
-
-    def move_alias(self, name, alias, version, expected="read"):
-        self.moves.append(version)
-        self.production = self.Alias(alias, version, self.production.version, "t", f"e{len(self.moves) + 1}")
-        return self.production
-
-
-class VersionServer:
-    """A real HTTP server on 127.0.0.1 answering GET /model with a settable version."""
-
-    def __init__(self):
-        owner = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):
-                body = json.dumps({"name": "digits", "version": owner.version}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args):
-                pass
-
-        self.version = "v-new"
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
-@pytest.fixture
-def version_server():
-    server = VersionServer()
-    yield server
-    server.close()
-
-
-def run_scripted(fake, *, store=None, url=None, timeout=30.0, **kwargs):
-    from ops.ecs import EcsClient
-    from ops.ecs_rollout import EcsRollout, RolloutRequest
-
-    now = [0.0]
-    lines = []
-    rollout_ = EcsRollout(EcsClient(fake), None, store or FakeStore(), log=lines.append,
-                          clock=lambda: now[0], sleep=lambda s: now.__setitem__(0, now[0] + s))
-    request = RolloutRequest(cluster="c", service="s", promote="v-new", image_digest="repo@" + DIGEST,
-                             service_url=url, timeout=timeout, rollback_timeout=timeout, poll=5,
-                             verify_timeout=3, verify_consecutive=3, **kwargs)
-    try:
-        rollout_.run(request)
-        return None, lines
-    except Exception as exc:
-        return exc, lines
-
-
-def _new(state, **kw):
-    return lambda fake: [_deployment(fake.td, state, **kw)]
-
-
+# -- scripted ECS answers (tests/fakes.py) ---------------------------------------------------
 def test_success_waits_for_completion_then_verifies(version_server):
-    fake = FakeEcs([_new("IN_PROGRESS", running=0),
-                    lambda f: [_deployment(f.td, "IN_PROGRESS"), _deployment("arn:td/old:1", "COMPLETED",
+    fake = FakeEcs([new_deployment("IN_PROGRESS", running=0),
+                    lambda f: [deployment(f.td, "IN_PROGRESS"), deployment("arn:td/old:1", "COMPLETED",
                                                                               status="ACTIVE")],
-                    _new("COMPLETED")])
+                    new_deployment("COMPLETED")])
     store = FakeStore()
     error, lines = run_scripted(fake, store=store, url=version_server.url)
     assert error is None, lines
@@ -318,77 +188,63 @@ def test_success_waits_for_completion_then_verifies(version_server):
 
 
 def test_timeout_rolls_back_image_and_model():
-    fake = FakeEcs([lambda f: [_deployment(f.td, "IN_PROGRESS", running=0)] if f.td.endswith("new:2")
-                    else [_deployment(f.td, "COMPLETED")]])
+    fake = FakeEcs([lambda f: [deployment(f.td, "IN_PROGRESS", running=0)] if f.td.endswith("new:2")
+                    else [deployment(f.td, "COMPLETED")]])
     store = FakeStore()
     error, _lines = run_scripted(fake, store=store, timeout=30)
-    assert type(error).__name__ == "RolloutFailed" and error.exit_code == 6 and "timed out" in str(error)
+    assert type(error).__name__ == "RolloutFailed" and error.exit_code == 12 and "timed out" in str(error)
     assert fake.updates == ["arn:td/new:2", "arn:td/old:1"]
     assert fake.deregistered == ["arn:td/new:2"]
     assert store.moves == ["v-new", "v-old"]
 
 
 def test_circuit_breaker_failure_is_detected_without_waiting_for_the_timeout():
-    fake = FakeEcs([lambda f: [_deployment(f.td, "FAILED", running=0, failed=2)] if f.td.endswith("new:2")
-                    else [_deployment(f.td, "COMPLETED")]])
+    fake = FakeEcs([lambda f: [deployment(f.td, "FAILED", running=0, failed=2)] if f.td.endswith("new:2")
+                    else [deployment(f.td, "COMPLETED")]])
     error, lines = run_scripted(fake, timeout=3600)
-    assert error.exit_code == 6 and "circuit breaker" in str(error)
+    assert error.exit_code == 12 and "circuit breaker" in str(error)
     assert fake.updates[-1] == "arn:td/old:1"
     assert not any(line.startswith("waiting") for line in lines)
 
 
 def test_failed_tasks_count_as_failure():
-    fake = FakeEcs([lambda f: [_deployment(f.td, "IN_PROGRESS", running=0, failed=1)]
-                    if f.td.endswith("new:2") else [_deployment(f.td, "COMPLETED")]])
+    fake = FakeEcs([lambda f: [deployment(f.td, "IN_PROGRESS", running=0, failed=1)]
+                    if f.td.endswith("new:2") else [deployment(f.td, "COMPLETED")]])
     error, _ = run_scripted(fake)
-    assert error.exit_code == 6 and "failed to start" in str(error)
+    assert error.exit_code == 12 and "failed to start" in str(error)
 
 
 def test_verify_mismatch_rolls_back(version_server):
     version_server.version = "v-old"  # the load balancer still reaches old tasks only
-    fake = FakeEcs([_new("COMPLETED")])
+    fake = FakeEcs([new_deployment("COMPLETED")])
     store = FakeStore()
     error, _lines = run_scripted(fake, store=store, url=version_server.url)
-    assert error.exit_code == 6 and "did not answer version v-new" in str(error)
+    assert error.exit_code == 12 and "did not answer version v-new" in str(error)
     assert fake.updates == ["arn:td/new:2", "arn:td/old:1"] and store.production.version == "v-old"
 
 
 def test_service_url_that_does_not_answer_rolls_back():
-    from conftest import free_port
+    from helpers import free_port
 
-    fake = FakeEcs([_new("COMPLETED")])
+    fake = FakeEcs([new_deployment("COMPLETED")])
     error, _ = run_scripted(fake, url=f"http://127.0.0.1:{free_port()}")
-    assert error.exit_code == 6 and "did not answer version v-new" in str(error)
+    assert error.exit_code == 12 and "did not answer version v-new" in str(error)
     assert "ConnectionRefusedError" in str(error) or "Errno" in str(error)
     assert fake.updates[-1] == "arn:td/old:1"
 
 
-def test_rollback_failure_is_exit_7_and_says_so():
-    fake = FakeEcs([_new("FAILED")], fail_update_on="arn:td/old:1")
+def test_rollback_failure_is_exit_13_and_says_what_is_left():
+    fake = FakeEcs([new_deployment("FAILED")], fail_update_on="arn:td/old:1")
     store = FakeStore()
     error, _ = run_scripted(fake, store=store)
-    assert type(error).__name__ == "RollbackFailed" and error.exit_code == 7
-    assert "ROLLBACK FAILED" in str(error) and "AccessDeniedException" in str(error)
+    assert type(error).__name__ == "RollbackFailed" and error.exit_code == 13
+    assert "ROLLBACK FAILED, undo by hand" in str(error) and "AccessDeniedException" in str(error)
+    assert "not restored to arn:td/old:1" in str(error)
     assert store.production.version == "v-old"  # the alias was still moved back
 
 
-class UnsetAliasStore(FakeStore):
-    """A store whose alias was never set: alias() answers None until something moves it."""
-
-    def __init__(self):
-        super().__init__()
-        self.production = None
-        self.expected = []
-
-    def move_alias(self, name, alias, version, expected="read"):
-        self.expected.append(expected)
-        self.moves.append(version)
-        self.production = self.Alias(alias, version, None, "t", "e1")
-        return self.production
-
-
 def test_promoting_an_unset_alias_sets_it_only_after_the_rollout_is_verified(version_server):
-    fake = FakeEcs([_new("COMPLETED")])
+    fake = FakeEcs([new_deployment("COMPLETED")])
     store = UnsetAliasStore()
     error, lines = run_scripted(fake, store=store, url=version_server.url)
     assert error is None, lines
@@ -400,16 +256,16 @@ def test_promoting_an_unset_alias_sets_it_only_after_the_rollout_is_verified(ver
 
 def test_a_failed_rollout_leaves_an_unset_alias_unset(version_server):
     version_server.version = "v-old"
-    fake = FakeEcs([_new("COMPLETED")])
+    fake = FakeEcs([new_deployment("COMPLETED")])
     store = UnsetAliasStore()
     error, _ = run_scripted(fake, store=store, url=version_server.url)
-    assert type(error).__name__ == "RolloutFailed" and error.exit_code == 6  # not 7: nothing to undo
+    assert type(error).__name__ == "RolloutFailed" and error.exit_code == 12  # not 13: nothing to undo
     assert store.production is None and store.moves == []
     assert fake.updates == ["arn:td/new:2", "arn:td/old:1"]
 
 
 def test_follow_alias_promote_of_an_unset_alias_is_refused_before_anything_changes():
-    fake = FakeEcs([_new("COMPLETED")])
+    fake = FakeEcs([new_deployment("COMPLETED")])
     store = UnsetAliasStore()
     error, _ = run_scripted(fake, store=store, follow_alias=True)
     assert type(error).__name__ == "ResourceNotFound" and error.exit_code == 4
@@ -420,7 +276,7 @@ def test_follow_alias_promote_of_an_unset_alias_is_refused_before_anything_chang
 def test_an_empty_promote_value_is_refused(ecs_world, local_store):
     # `--promote "$(cat missing-file)"` must not turn into "roll out, keeping the model".
     result = rollout(ecs_world, "--promote", "", "--store", local_store)
-    assert_one_error_line(result, 5, "--promote was given an empty value")
+    assert_one_error_line(result, 9, "--promote was given an empty value")
     assert service_state(ecs_world) == (ecs_world["first"], [ecs_world["first"]])
 
 
@@ -441,7 +297,7 @@ def test_a_failing_model_rollout_leaves_the_alias_where_it_was(ecs_world, two_ve
     result = make_rollout_model(ecs_world, store, tmp_path,
                                 "ROLLOUT_ARGS=--timeout 1 --poll 0.2 --rollback-timeout 0")
     assert result.returncode != 0
-    assert "error: rolled back to" in result.stderr and "timed out" in result.stderr, result.stderr
+    assert "error: rolled back: " in result.stderr and "timed out" in result.stderr, result.stderr
     assert f"alias: production -> {second}" in result.stdout  # it was moved, then moved back
     assert ModelStore(store).alias("digits", "production").version == first
     assert service_state(ecs_world) == (ecs_world["first"], [ecs_world["first"]])
@@ -455,3 +311,29 @@ def test_model_rollout_without_a_published_version_changes_nothing(ecs_world, lo
     assert "no published version" in result.stderr, result.stderr
     assert ModelStore(local_store).alias("digits", "production").previous is None
     assert service_state(ecs_world) == (ecs_world["first"], [ecs_world["first"]])
+
+
+def test_sigterm_during_a_real_rollout_restores_revision_and_alias(ecs_world, two_versions):
+    """A Jenkins abort sends SIGTERM: `scripts/rollout ecs` rolls back before it exits (code 12)."""
+    import signal
+
+    from model.store import ModelStore
+
+    store, first, second = two_versions
+    process = subprocess.Popen(
+        [str(ROOT / "scripts/rollout"), "ecs", "--cluster", ecs_world["cluster"], "--service",
+         ecs_world["service"], "--promote", second, "--store", store, "--timeout", "60", "--poll", "0.2",
+         "--rollback-timeout", "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ecs_world["env"], cwd=ROOT)
+    seen = []
+    for line in process.stdout:  # moto never completes a deployment: the rollout waits
+        seen.append(line)
+        if line.startswith("rollout: waiting"):
+            break
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 12, "".join(seen) + out + err
+    assert err.strip() == "error: rolled back: interrupted (SIGTERM)"
+    assert f"rollback: alias production -> {first}" in out and "rollback: done" in out
+    assert service_state(ecs_world) == (ecs_world["first"], [ecs_world["first"]])
+    assert ModelStore(store).alias("digits", "production").version == first

@@ -1,6 +1,6 @@
 """The Jenkinsfile: it parses, and its dry run picks the right pipeline and calls real make targets.
 
-The dry run (jenkins/dryrun.groovy) evaluates the Jenkinsfile under a stub of the Declarative DSL for
+The dry run (standin/dryrun.groovy) evaluates the Jenkinsfile under a stub of the Declarative DSL for
 a given branch, PIPELINE parameter and changeset; these tests read its JSON.
 """
 
@@ -12,13 +12,13 @@ import subprocess
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from conftest import ROOT, require_tool
+from helpers import ROOT, require_tool
 
-from ops.pipeline_local import DRYRUN, groovy_env, make_targets
+from standin.jenkins import DRYRUN, groovy_env, make_targets
 
 # Promote and roll out are one stage (`make rollout-model` moves the alias and undoes it on failure).
-TRAIN = ["test", "train", "gate", "publish", "rollout-model"]
-DEPLOY = ["test", "image", "smoke", "push", "deploy"]
+TRAIN = ["test-fast", "train", "gate", "publish", "rollout-model"]
+DEPLOY = ["test-fast", "image", "smoke", "push", "deploy"]
 
 
 def dry_run_raw(*args: str, jenkinsfile=None) -> subprocess.CompletedProcess:
@@ -30,8 +30,10 @@ def dry_run_raw(*args: str, jenkinsfile=None) -> subprocess.CompletedProcess:
     )
 
 
-def dry_run(*, branch="main", pipeline=None, changed=(), approval=None, env=None) -> dict:
+def dry_run(*, branch="main", pipeline=None, changed=(), approval=None, env=None, causes=()) -> dict:
     args = ["--branch", branch]
+    for cause in causes:
+        args += ["--cause", cause]
     if pipeline:
         args += ["--param", f"PIPELINE={pipeline}"]
     if approval is not None:
@@ -75,6 +77,8 @@ def plans():
         "feature": {"branch": "feature/x", "changed": ["model/train.py", "docker/Dockerfile"]},
         "manual": {"pipeline": "deploy", "changed": ["model/train.py"], "approval": True},
         "approval": {"pipeline": "train", "approval": True},
+        "nightly": {"causes": ["TimerTrigger"]},
+        "e2e": {"pipeline": "e2e", "changed": ["model/train.py"]},
     }
     with ThreadPoolExecutor(max_workers=2) as pool:
         futures = {name: pool.submit(dry_run, **kwargs) for name, kwargs in cases.items()}
@@ -105,7 +109,15 @@ def test_a_service_change_runs_the_deploy_pipeline_in_order(plans):
 
 
 def test_other_changes_run_only_the_tests(plans):
-    assert targets_run(plans["docs"]) == ["test"]
+    assert targets_run(plans["docs"]) == ["test-fast"]
+
+
+def test_the_end_to_end_emulation_runs_nightly_or_by_hand_and_never_with_a_release(plans):
+    # A timer build knows no changes either, but it only runs the emulation: nothing is released.
+    assert targets_run(plans["nightly"]) == ["test-fast", "test-e2e"]
+    assert targets_run(plans["e2e"]) == ["test-fast", "test-e2e"]
+    for case in ("model", "service", "first", "manual"):
+        assert "test-e2e" not in targets_run(plans[case])
 
 
 def test_an_empty_changeset_runs_both_pipelines(plans):
@@ -114,7 +126,7 @@ def test_an_empty_changeset_runs_both_pipelines(plans):
 
 
 def test_only_main_publishes_promotes_pushes_or_deploys(plans):
-    assert targets_run(plans["feature"]) == ["test", "train", "gate", "image", "smoke"]
+    assert targets_run(plans["feature"]) == ["test-fast", "train", "gate", "image", "smoke"]
     for stage in plans["first"]["stages"]:
         if any(t in ("publish", "promote", "rollout-model", "push", "deploy")
                for step in stage["steps"] for t in make_targets(step)):
@@ -186,7 +198,8 @@ def test_gitlab_trigger_status_options_and_reports(plans):
     assert options["gitLabConnection"] == ["gitlab"]
     assert {"timestamps", "disableConcurrentBuilds", "timeout", "buildDiscarder"} <= options.keys()
     choices = {p["name"]: p.get("choices") for p in plan["parameters"]}
-    assert choices["PIPELINE"] == ["auto", "train", "deploy"]
+    assert choices["PIPELINE"] == ["auto", "train", "deploy", "e2e"]
+    assert {"name": "cron", "args": ["H 3 * * *"]} in plan["triggers"]
     for stage in plan["stages"]:
         if stage["name"] != "Approve":
             assert f"gitlabCommitStatus(name: {stage['name']})" in stage["steps"][0]["within"]

@@ -4,7 +4,7 @@ import shutil
 
 import pytest
 import requests
-from conftest import require_tool
+from helpers import require_tool
 
 CHROMIUM_ARGS = [
     "--headless",

@@ -13,7 +13,7 @@ import re
 import subprocess
 
 import pytest
-from conftest import ROOT, require_tool
+from helpers import ROOT, require_tool
 
 SCRIPT = ROOT / "scripts" / "pipeline-local"
 QUICK_TEST = "-q tests/test_jenkinsfile.py::test_unknown_parameter_values_are_refused"
@@ -98,7 +98,7 @@ def test_the_agent_writes_deployment_state_moto_answers(aws_env):
     that moves those internals fails here, loudly, not only as a rollout timing out)."""
     import boto3
 
-    from ops.pipeline_local import write_moto_deployment
+    from standin.aws import write_moto_deployment
 
     ecs = boto3.client("ecs")
     ecs.create_cluster(clusterName="agent-test")
@@ -127,7 +127,7 @@ def test_an_unknown_stage_to_skip_is_refused():
     answer = pipeline("--skip-stage", "Deploy everything", timeout=300)
     assert answer.returncode == 2
     assert answer.stderr.strip() == (
-        "pipeline-local: error: --skip-stage: no stage named 'Deploy everything' in the Jenkinsfile")
+        "error: --skip-stage: no stage named 'Deploy everything' in the Jenkinsfile")
 
 
 @pytest.mark.slow
@@ -135,7 +135,7 @@ def test_a_refused_approval_stops_the_pipeline_before_promote(tmp_path):
     require_tool("groovy", "the stages come from the Jenkinsfile's dry run")
     answer = pipeline("--workspace", str(tmp_path / "ws"), "--pipeline", "train", "--require-approval",
                       "--agent", "gunicorn")
-    assert answer.returncode == 1, answer.stdout[-3000:] + answer.stderr[-3000:]
+    assert answer.returncode == 8, answer.stdout[-3000:] + answer.stderr[-3000:]  # refused
     results = stage_results(answer.stdout)
     assert results[-1] == ("Approve", "FAILED")
     assert [name for name, _ in results] == ["Test", "Train", "Quality gate", "Publish", "Approve"]

@@ -4,7 +4,7 @@ import json
 import re
 import subprocess
 
-from conftest import ROOT, require_tool
+from helpers import ROOT, require_tool
 
 
 def _quickstart_commands() -> list[str]:

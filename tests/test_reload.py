@@ -1,4 +1,4 @@
-"""Zero-downtime reload: `ops.local_rollout` against real gunicorn while requests keep flowing."""
+"""Zero-downtime reload: `scripts/rollout local` against real gunicorn while requests keep flowing."""
 
 import threading
 import time
@@ -6,9 +6,14 @@ from datetime import UTC, datetime
 
 import pytest
 import requests
-from conftest import GunicornServer
+from helpers import GunicornServer
 
-from ops.local_rollout import main as rollout
+from deploy.rollout.cli import main
+
+
+def rollout(args: list[str]) -> int:
+    """`scripts/rollout local ARGS` in this process (its exit code; argparse errors raise SystemExit)."""
+    return main(["local", *args])
 
 
 def another_version(manifest: dict, year: int) -> dict:
@@ -125,6 +130,7 @@ def test_rollout_and_rollback_with_zero_failed_requests(setup, capsys):
     out, n = switch_under_load(setup, ["--version", v2], v1, v2, capsys)
     assert setup["store"].alias("digits", "production").version == v2
     assert f"production -> {v2} (was {v1})" in out and "sent SIGHUP" in out and "ok: " in out
+    assert "signal: hup" in setup["server"].log().lower()  # gunicorn logged the reload
     assert n > 20
 
     out, _ = switch_under_load(setup, ["--rollback"], v2, v1, capsys)
@@ -149,8 +155,10 @@ def test_tampered_version_is_refused_before_the_alias_moves(setup, capsys):
 
 
 def test_usage_and_missing_server(setup, tmp_path, capsys):
-    assert rollout([]) == 2  # --pidfile is required
-    assert rollout(["--pidfile", str(tmp_path / "none.pid"), "--rollback", "--version", "x"]) == 2
+    for args in ([], ["--pidfile", str(tmp_path / "none.pid"), "--rollback", "--version", "x"]):
+        with pytest.raises(SystemExit) as usage:  # --pidfile is required; two selectors
+            rollout(args)
+        assert usage.value.code == 2
     assert rollout(["--pidfile", str(tmp_path / "none.pid")]) == 11
     assert "cannot read pidfile" in capsys.readouterr().err
     assert rollout([*common(setup), "--version", "20300101T000000Z-deadbeef"]) == 4
@@ -186,11 +194,26 @@ def test_unverified_rollout_moves_the_alias_back(tmp_path, trained_digits, capsy
                 "0.5",
             ]
         )
-        assert code == 9
+        assert code == 12
         captured = capsys.readouterr()
-        assert f"restoring production -> {v1['version']}" in captured.out
-        assert f"is back on {v1['version']}" in captured.err
+        assert f"rollback: alias production -> {v1['version']}" in captured.out
+        assert captured.err.startswith("error: rolled back: ") and captured.err.count("\n") == 1
         assert store.alias("digits", "production").version == v1["version"]
         assert requests.get(server.url + "/model", timeout=5).json()["version"] == v1["version"]
     finally:
         server.stop()
+
+
+def test_a_promotion_the_gate_refuses_moves_nothing_and_reloads_nothing(setup, capsys):
+    store = setup["store"]
+    worse = another_version(setup["manifest"], 2033)
+    worse["metrics"] = {**worse["metrics"], "macro_f1": worse["metrics"]["macro_f1"] - 0.2}
+    store.publish(setup["artifact"], worse)
+    before = store.alias("digits", "production")
+    hangups = setup["server"].log().lower().count("signal: hup")
+    assert rollout([*common(setup), "--version", worse["version"]]) == 8
+    err = capsys.readouterr().err
+    assert err.startswith("error: gate: candidate macro_f1=") and "FAILS" in err and "--force" in err
+    assert store.alias("digits", "production") == before
+    assert requests.get(setup["server"].url + "/model", timeout=5).json()["version"] == before.version
+    assert setup["server"].log().lower().count("signal: hup") == hangups  # no reload was sent

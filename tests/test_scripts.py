@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 
 import pytest
-from conftest import ROOT
+from helpers import ROOT
 
 SCRIPTS = ["build-image", "push-image", "smoke-image", "register-task-def"]
 
@@ -24,7 +24,8 @@ def test_help(script):
 def test_rollout_dispatches_to_ecs_and_local():
     assert "ecs" in run("rollout", "--help").stdout
     ecs = run("rollout", "ecs", "--help")
-    assert ecs.returncode == 0 and "--promote" in ecs.stdout and "Exit codes" in ecs.stdout
+    assert ecs.returncode == 0 and "--promote" in ecs.stdout and "--force" in ecs.stdout
+    assert "exit codes" in ecs.stdout and " 13  the rollout failed and its rollback failed" in ecs.stdout
     local = run("rollout", "local", "--help")
     assert local.returncode == 0 and "usage: scripts/rollout local" in local.stdout
 
@@ -32,7 +33,7 @@ def test_rollout_dispatches_to_ecs_and_local():
 def test_rollout_refuses_an_unknown_target():
     result = run("rollout", "kubernetes")
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines()[-1] == "error: first argument must be 'local' or 'ecs'"
+    assert "invalid choice: 'kubernetes'" in result.stderr.strip().splitlines()[-1]
 
 
 def test_rollout_ecs_without_a_service_is_a_one_line_error(monkeypatch):
@@ -40,7 +41,7 @@ def test_rollout_ecs_without_a_service_is_a_one_line_error(monkeypatch):
 
     env = {k: v for k, v in os.environ.items() if k not in ("ECS_CLUSTER", "ECS_SERVICE")}
     result = run("rollout", "ecs", "--dry-run", env=env)
-    assert result.returncode == 5
+    assert result.returncode == 9
     assert result.stderr == "error: name the service: --cluster/--service or ECS_CLUSTER/ECS_SERVICE\n"
 
 

@@ -5,7 +5,7 @@ import socket
 
 import pytest
 import requests
-from conftest import GunicornServer
+from helpers import GunicornServer
 from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
 

@@ -4,7 +4,7 @@ import time
 
 import boto3
 import requests
-from conftest import GunicornServer
+from helpers import GunicornServer
 
 
 def test_unreachable_store_then_recovery(aws_env, tmp_path, trained_digits):

@@ -6,10 +6,10 @@ import json
 import subprocess
 
 import pytest
-from conftest import ROOT
+from helpers import ROOT
 
-from ops.deploy_errors import InvalidInput
-from ops.task_def import derive, environment, pinned_unit, render, render_file, validate
+from deploy.errors import InvalidInput
+from deploy.task_def import derive, environment, pinned_unit, render, render_file, validate
 
 TEMPLATE = ROOT / "ecs/task-def.json"
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/model-service@sha256:" + "c" * 64
@@ -106,6 +106,6 @@ def test_register_script_registers_on_moto_and_dry_run_does_not(aws_env):
 
     missing = subprocess.run([str(ROOT / "scripts/register-task-def"), "--image", IMAGE],
                              capture_output=True, text=True, env={**env, "TASK_ROLE_ARN": ""})
-    assert missing.returncode == 5
+    assert missing.returncode == 9
     assert missing.stderr.strip() == (
         "error: task definition template has unfilled placeholders: TASK_ROLE_ARN")

@@ -2,10 +2,12 @@
 // as JSON on stdout, its parameters, options, triggers, environment, every stage (in order, nested stages
 // flattened) with its `when` conditions evaluated, and the steps each stage and `post` would run.
 //
-//   groovy jenkins/dryrun.groovy [--branch B] [--param K=V]... [--changed PATH]... [--env K=V]... Jenkinsfile
+//   groovy standin/dryrun.groovy [--branch B] [--param K=V]... [--changed PATH]... [--env K=V]...
+//                                [--cause TimerTrigger|...]... Jenkinsfile
 //
 // Nothing is executed: `sh` only records its command. `when` conditions are evaluated for the given
-// branch, parameters and changed paths (no --changed: an empty changeset, as on a branch's first build).
+// branch, parameters, changed paths (no --changed: an empty changeset, as on a branch's first build) and
+// build causes (`triggeredBy`; --cause TimerTrigger for a cron build).
 // Anything the stub does not know fails loudly (exit 2) instead of being silently ignored.
 
 import groovy.json.JsonOutput
@@ -28,6 +30,7 @@ class Ctx {
     Map<String, Object> params = [:]
     Map<String, String> paramOverrides = [:]
     List<String> changes = []
+    List<String> causes = []
     List<String> expressionSources = []
     int expressionsSeen = 0
 
@@ -184,6 +187,12 @@ class ChangesetCondition extends Condition {
     String describe() { "changeset '${pattern}'" }
 }
 
+class TriggeredByCondition extends Condition {
+    String cause
+    boolean evaluate(Ctx ctx) { cause in ctx.causes }
+    String describe() { "triggeredBy '${cause}'" }
+}
+
 class EnvironmentCondition extends Condition {
     String name
     String value
@@ -226,6 +235,7 @@ class WhenBlock extends Block {
     def changeset(Map spec) {
         conditions << new ChangesetCondition(pattern: spec.pattern, caseSensitive: spec.caseSensitive ?: false)
     }
+    def triggeredBy(String cause) { conditions << new TriggeredByCondition(cause: cause) }
     def environment(Map spec) {
         conditions << new EnvironmentCondition(name: spec.name, value: spec.value?.toString())
     }
@@ -494,7 +504,7 @@ String sourceOf(List<String> lines, ASTNode node) {
 }
 
 Map parseArgs(String[] argv) {
-    Map parsed = [file: null, branch: null, params: [:], changes: [], env: [:]]
+    Map parsed = [file: null, branch: null, params: [:], changes: [], causes: [], env: [:]]
     def pair = { String option, String value ->
         int eq = value.indexOf('=')
         if (eq <= 0) throw new DryRunError("${option} takes KEY=VALUE, got '${value}'")
@@ -502,13 +512,15 @@ Map parseArgs(String[] argv) {
     }
     for (int i = 0; i < argv.length; i++) {
         String a = argv[i]
-        if (a in ['--branch', '--param', '--changed', '--env']) {
+        if (a in ['--branch', '--param', '--changed', '--env', '--cause']) {
             if (i + 1 >= argv.length) throw new DryRunError("${a} needs a value")
             String v = argv[++i]
             if (a == '--branch') {
                 parsed.branch = v
             } else if (a == '--changed') {
                 parsed.changes << v
+            } else if (a == '--cause') {
+                parsed.causes << v
             } else {
                 List kv = pair(a, v)
                 parsed[a == '--param' ? 'params' : 'env'][kv[0]] = kv[1]
@@ -536,6 +548,7 @@ try {
     if (opts.branch != null) ctx.env.BRANCH_NAME = opts.branch
     ctx.paramOverrides = opts.params
     ctx.changes = opts.changes
+    ctx.causes = opts.causes
     ctx.expressionSources = expressionSources(text)
 
     PipelineBlock pipeline = new PipelineBlock(ctx)
@@ -552,6 +565,7 @@ try {
     }
     out.branch = ctx.env.BRANCH_NAME
     out.changes = ctx.changes
+    out.causes = ctx.causes
     println JsonOutput.prettyPrint(JsonOutput.toJson(out))
 } catch (DryRunError e) {
     System.err.println("dryrun: ${e.message}")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
-from ops.deploy_errors import AwsError, DeployError, ResourceNotFound
+from deploy.errors import AwsError, DeployError, ResourceNotFound
 
 # Error codes that mean "the thing you named does not exist" rather than "AWS failed".
 _NOT_FOUND_CODES = {
@@ -44,7 +44,7 @@ def aws_errors(action: str) -> Iterator[None]:
         ParamValidationError,
     )
 
-    from ops.deploy_errors import InvalidInput
+    from deploy.errors import InvalidInput
 
     try:
         yield

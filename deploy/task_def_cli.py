@@ -2,7 +2,7 @@
 
     scripts/register-task-def --image repo@sha256:... --model-version V [--dry-run]
 
-Placeholders are filled from the environment (ops.deploy_settings); an unfilled one is an error (exit 5).
+Placeholders are filled from the environment (deploy.settings); an unfilled one is an error (exit 9).
 Prints the rendered JSON with --dry-run, else the registered revision's ARN.
 """
 
@@ -13,15 +13,17 @@ import json
 import sys
 from pathlib import Path
 
-from ops.deploy_errors import DeployError, InvalidInput
+from deploy.errors import InvalidInput, run_command
+from model.exit_codes import text_table
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict]:
-    """Arguments (defaults from ops.deploy_settings)."""
-    from ops.deploy_settings import settings
+    """Arguments (defaults from deploy.settings)."""
+    from deploy.settings import settings
 
     env = settings()
     parser = argparse.ArgumentParser(prog="scripts/register-task-def", description=__doc__,
+                                     epilog=text_table(),
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--template", type=Path, default=Path("ecs/task-def.json"))
     parser.add_argument("--image", required=True, help="image, preferably repo@sha256:... (immutable)")
@@ -34,31 +36,31 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict]:
 
 def main(argv: list[str] | None = None) -> int:
     """Render, validate and (unless --dry-run) register; one-line errors."""
-    from ops.deploy_settings import template_values
-    from ops.task_def import is_digest_ref, render_file
-
     parser, env = build_parser()
     args = parser.parse_args(argv)
-    try:
-        values = {**template_values(env), "AWS_REGION": args.region, "IMAGE": args.image,
-                  "MODEL_VERSION": args.model_version}
-        definition = render_file(args.template, values)
-        if not is_digest_ref(args.image):
-            print(f"warning: {args.image} is not pinned by digest", file=sys.stderr)
-        if args.dry_run:
-            print(json.dumps(definition, indent=2))
-            return 0
-        if not args.region:
-            raise InvalidInput("no AWS region: pass --region or set AWS_REGION")
-        from ops.aws import client
-        from ops.ecs import EcsClient
+    return run_command(lambda: register(args, env))
 
-        registered = EcsClient(client("ecs", args.region)).register_task_definition(definition)
-        print(registered["taskDefinitionArn"])
-        return 0
-    except DeployError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
+
+def register(args, env: dict) -> None:
+    """Render the template with the arguments; print it (--dry-run) or register it and print the ARN."""
+    from deploy.settings import template_values
+    from deploy.task_def import is_digest_ref, render_file
+
+    values = {**template_values(env), "AWS_REGION": args.region, "IMAGE": args.image,
+              "MODEL_VERSION": args.model_version}
+    definition = render_file(args.template, values)
+    if not is_digest_ref(args.image):
+        print(f"warning: {args.image} is not pinned by digest", file=sys.stderr)
+    if args.dry_run:
+        print(json.dumps(definition, indent=2))
+        return
+    if not args.region:
+        raise InvalidInput("no AWS region: pass --region or set AWS_REGION")
+    from deploy.aws import client
+    from deploy.ecs import EcsClient
+
+    registered = EcsClient(client("ecs", args.region)).register_task_definition(definition)
+    print(registered["taskDefinitionArn"])
 
 
 if __name__ == "__main__":

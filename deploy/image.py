@@ -1,8 +1,8 @@
 """The service image: build it (tagged with the git commit), push it to ECR, smoke-test it.
 
-`python -m ops.image build|push|smoke|base` is what scripts/build-image, push-image and smoke-image
-run. podman or docker is used, whichever exists (or --builder). Failures of the tool are ToolError
-(exit 8); see ops.deploy_errors for the other exit codes.
+`python -m deploy.image build|push|smoke|base` is what scripts/build-image, push-image and smoke-image
+run. podman or docker is used, whichever exists (or --builder). Failures of the tool are ToolError;
+exit codes as in model/exit_codes.py (`--help` prints them).
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -21,7 +20,9 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from ops.deploy_errors import DeployError, InvalidInput, ResourceNotFound, ToolError
+from deploy.errors import InvalidInput, ResourceNotFound, ToolError, run_command
+from model.exit_codes import text_table
+from model.store import DEFAULT_NAME
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = Path("docker/Dockerfile")
@@ -61,13 +62,12 @@ def _run(cmd: list[str], *, input_text: str | None = None, quiet: bool = False,
 
 def git_commit(root: Path = ROOT) -> str:
     """The commit to tag the image with (12 hex digits, `-dirty` if tracked files are modified)."""
-    try:
-        sha = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=root, text=True,
-                             capture_output=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "diff", "--quiet", "HEAD", "--"], cwd=root).returncode != 0
-    except (OSError, subprocess.CalledProcessError):
-        raise InvalidInput("cannot read the git commit: not a git checkout? (pass --tag)") from None
-    return f"{sha}-dirty" if dirty else sha
+    from model.gitinfo import head_commit, is_dirty
+
+    sha = head_commit(root, short=12)
+    if sha is None:
+        raise InvalidInput("cannot read the git commit: not a git checkout? (pass --tag)")
+    return f"{sha}-dirty" if is_dirty(root) else sha
 
 
 def _pip_config(python: str = sys.executable) -> dict[str, str]:
@@ -158,88 +158,36 @@ def image_exists(tool: str, ref: str) -> bool:
     return result.returncode == 0
 
 
-_REGISTRY_RE = re.compile(r"^(?:[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*|\[[0-9a-fA-F:]+\])(?::\d{1,5})?$")
-_LOOPBACK = ("127.0.0.1", "localhost", "::1")
+def push(tool: str, ecr, *, repository: str, tag: str, name: str = DEFAULT_IMAGE_NAME, log=print) -> str:
+    """Log in to ECR, tag `name:tag` as `<repository uri>:tag`, push it; return `<uri>@sha256:...`.
 
-
-def check_registry(registry: str) -> str:
-    """A registry override must be HOST or HOST:PORT (no scheme, no path); InvalidInput otherwise."""
-    if not _REGISTRY_RE.match(registry or ""):
-        raise InvalidInput(f"--registry {registry!r} is not HOST or HOST:PORT")
-    return registry
-
-
-def is_loopback(registry: str) -> bool:
-    """True for a registry on this host, the only one pushed to without TLS verification."""
-    host = registry[1:].split("]")[0] if registry.startswith("[") else registry.split(":")[0]
-    return host in _LOOPBACK
-
-
-def push(tool: str, ecr, *, repository: str, tag: str, name: str = DEFAULT_IMAGE_NAME,
-         registry: str | None = None, ecr_wait: float = 60.0, log=print,
-         clock=time.monotonic, sleep=time.sleep) -> str:
-    """Tag `name:tag` as `<registry>/<repository>:tag`, push it; return `<ECR uri>@sha256:...`.
-
-    The registry is ECR's (after an ECR login), unless `registry` overrides it: a local registry or
-    a pull-through mirror that feeds the ECR repository. Then no ECR login is made (the registry's own
-    credentials, if any, come from the tool's auth file), TLS is verified unless the registry is on
-    127.0.0.1, and the push waits up to `ecr_wait` seconds for ECR to list the tag with the pushed
-    digest, since the image reaches ECR through the other registry, not from this push.
+    The digest ECR records for the tag is checked against the one the tool pushed (podman reports it).
     """
     local = f"{name}:{tag}"
     if not image_exists(tool, local):
         raise ResourceNotFound(f"no local image {local}: build it first (scripts/build-image)")
     uri = ecr.repository_uri(repository)  # also checks the repository exists before anything is pushed
-    push_args = []
-    if registry:
-        remote = f"{check_registry(registry)}/{repository}:{tag}"
-        log(f"push: to {registry} instead of ECR's endpoint (--registry); no ECR login")
-        if is_loopback(registry) and Path(tool).name == "podman":
-            push_args = ["--tls-verify=false"]  # a registry on 127.0.0.1 speaks plain HTTP
-    else:
-        login = ecr.login()
-        log(f"push: logging in to {login.registry}")
-        _run([tool, "login", "--username", login.username, "--password-stdin", login.registry],
-             input_text=login.password, quiet=True)
-        remote = f"{uri}:{tag}"
+    login = ecr.login()
+    log(f"push: logging in to {login.registry}")
+    _run([tool, "login", "--username", login.username, "--password-stdin", login.registry],
+         input_text=login.password, quiet=True)
+    remote = f"{uri}:{tag}"
     _run([tool, "tag", local, remote], quiet=True)
     log(f"push: {local} -> {remote}")
     with tempfile.TemporaryDirectory() as tmp:
         digest_file = Path(tmp) / "digest"
         if Path(tool).name == "podman":
-            _run([tool, "push", *push_args, "--digestfile", str(digest_file), remote])
+            _run([tool, "push", "--digestfile", str(digest_file), remote])
             digest = digest_file.read_text().strip()
         else:
             _run([tool, "push", remote])
             digest = ""
-    if registry:
-        registry_digest = _wait_for_ecr(ecr, repository, tag, digest, ecr_wait, clock, sleep, log)
-    else:
-        registry_digest = ecr.image_digest(repository, tag)
+    registry_digest = ecr.image_digest(repository, tag)
     if digest and digest != registry_digest:
         raise ToolError(f"pushed digest {digest} but ECR has {registry_digest} for {tag}")
     ref = f"{uri}@{registry_digest}"
     log(f"push: {ref}")
     return ref
-
-
-def _wait_for_ecr(ecr, repository: str, tag: str, digest: str, timeout: float, clock, sleep, log) -> str:
-    """Poll ECR until `tag` is there (with `digest`, if known); ToolError after `timeout` seconds."""
-    deadline = clock() + timeout
-    last = "not there"
-    while True:
-        try:
-            found = ecr.image_digest(repository, tag)
-            if not digest or found == digest:
-                log(f"push: ECR lists {repository}:{tag} as {found}")
-                return found
-            last = f"still {found}"
-        except ResourceNotFound:
-            pass
-        if clock() >= deadline:
-            raise ToolError(f"pushed {digest or tag}, but after {timeout:g}s ECR's {repository}:{tag} is "
-                            f"{last}: does the registry feed the ECR repository?")
-        sleep(0.5)
 
 
 # -- smoke test: the image really serves ----------------------------------------------------
@@ -256,8 +204,8 @@ def _http(url: str, body: dict | None = None, timeout: float = 5.0) -> tuple[int
             return exc.code, {}
 
 
-def smoke(tool: str, image: str, *, store: str, port: int, name: str = "digits", version: str | None = None,
-          env: dict | None = None, timeout: float = 120.0, log=print) -> dict:
+def smoke(tool: str, image: str, *, store: str, port: int, name: str = DEFAULT_NAME,
+          version: str | None = None, env: dict | None = None, timeout: float = 120.0, log=print) -> dict:
     """Run `image` on 127.0.0.1:`port` (host network) against `store`; check /ready, /model, a prediction.
 
     A local store folder is mounted read-only; an s3:// store is passed through with the AWS_*
@@ -360,11 +308,11 @@ def _logs_tail(tool: str, container: str, lines: int = 5) -> str:
 
 # -- command line ---------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
-    """Arguments of `python -m ops.image` (its --help is the scripts' --help)."""
-    from ops.deploy_settings import settings
+    """Arguments of `python -m deploy.image` (its --help is the scripts' --help)."""
+    from deploy.settings import settings
 
     env = settings()
-    parser = argparse.ArgumentParser(prog="python -m ops.image", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m deploy.image", description=__doc__, epilog=text_table(),
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--builder", help="podman or docker (default: whichever is installed, podman first)")
     parser.add_argument("--name", default=env["IMAGE_NAME"],
@@ -381,13 +329,6 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("push", help="push name:tag to ECR as <registry>/<repository>:tag; print the digest")
     p.add_argument("--repository", default=env["ECR_REPOSITORY"],
                    help="ECR repository (default $ECR_REPOSITORY)")
-    p.add_argument("--registry", default=env["ECR_REGISTRY_OVERRIDE"], metavar="HOST[:PORT]",
-                   help="push here instead of ECR's registry endpoint: a local registry or a pull-through "
-                        "mirror feeding the ECR repository; no ECR login, plain HTTP only for 127.0.0.1, "
-                        "and the push waits for ECR to list the digest (default $ECR_REGISTRY_OVERRIDE)")
-    p.add_argument("--ecr-wait", type=float, default=60.0,
-                   help="with --registry: seconds to wait for ECR to list the pushed digest (default "
-                        "%(default)s)")
 
     p = sub.add_parser("smoke", help="run the image against a store; check /ready and a prediction")
     p.add_argument("--image", help="image to run (default name:tag)")
@@ -403,32 +344,27 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run a command; print `error: ...` and return its exit code on failure."""
     args = build_parser().parse_args(argv)
-    try:
-        tool = container_tool(args.builder)
-        tag = args.tag or git_commit()
-        if args.command == "build":
-            build(tool, tag=tag, name=args.name, base_image=args.base_image, network=args.network,
-                  isolation=args.isolation)
-        elif args.command == "push":
-            from ops.aws import client
-            from ops.ecr import EcrClient
+    return run_command(lambda: _run_command(args))
 
-            if not args.repository:
-                raise InvalidInput("no ECR repository: pass --repository or set ECR_REPOSITORY")
-            print(push(tool, EcrClient(client("ecr")), repository=args.repository, tag=tag, name=args.name,
-                       registry=args.registry and check_registry(args.registry), ecr_wait=args.ecr_wait))
-        elif args.command == "smoke":
-            if not args.store:
-                raise InvalidInput("no store: pass --store or set MODEL_STORE")
-            smoke(tool, args.image or f"{args.name}:{tag}", store=args.store, port=args.port,
-                  name=args.model_name, version=args.model_version, env=dict(os.environ),
-                  timeout=args.timeout)
-        return 0
-    except DeployError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        return 130
+
+def _run_command(args) -> None:
+    tool = container_tool(args.builder)
+    tag = args.tag or git_commit()
+    if args.command == "build":
+        build(tool, tag=tag, name=args.name, base_image=args.base_image, network=args.network,
+              isolation=args.isolation)
+    elif args.command == "push":
+        from deploy.aws import client
+        from deploy.ecr import EcrClient
+
+        if not args.repository:
+            raise InvalidInput("no ECR repository: pass --repository or set ECR_REPOSITORY")
+        print(push(tool, EcrClient(client("ecr")), repository=args.repository, tag=tag, name=args.name))
+    elif args.command == "smoke":
+        if not args.store:
+            raise InvalidInput("no store: pass --store or set MODEL_STORE")
+        smoke(tool, args.image or f"{args.name}:{tag}", store=args.store, port=args.port,
+              name=args.model_name, version=args.model_version, env=dict(os.environ), timeout=args.timeout)
 
 
 if __name__ == "__main__":

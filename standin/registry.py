@@ -1,26 +1,26 @@
 """A real OCI registry on 127.0.0.1 for local pipeline runs (distribution, Debian's `docker-registry`).
 
 moto implements ECR's API but not the registry protocol that `podman push` and an ECS task's pull
-speak. The local run pushes to this registry instead (scripts/push-image --registry), and the local
-ECR bridge (ops/local_ecr_bridge.py) records every pushed tag in moto's ECR, so `describe_images`
-answers the registry's own digest.
+speak. The local ECR endpoint (standin/ecr_endpoint.py) names this registry as ECR's registry, so
+`make push` pushes here after its ECR login, and records what was pushed in moto's ECR with the
+registry's own digest.
 
-The registry keeps its blobs in a folder, listens on 127.0.0.1 only, has no authentication, and
-POSTs a notification for every push to `notify_url` (distribution's notifications feature).
+The registry keeps its blobs in a folder, listens on 127.0.0.1 only and has no authentication (a
+login to it succeeds with any credentials, as ECR's token login does).
 """
 
 from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
-from ops.deploy_errors import ResourceNotFound, ToolError
+from deploy.errors import ResourceNotFound, ToolError
+from standin.ports import free_port
 
 BINARY = "docker-registry"
 # The manifest types a registry may hold for an image; asking for all of them makes it answer the
@@ -33,26 +33,14 @@ MANIFEST_TYPES = (
 )
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def registry_config(root: Path, port: int, notify_url: str | None) -> dict:
-    """distribution's configuration (JSON is YAML): filesystem storage, 127.0.0.1, notifications."""
-    config = {
+def registry_config(root: Path, port: int) -> dict:
+    """distribution's configuration (JSON is YAML): filesystem storage on 127.0.0.1, quiet logs."""
+    return {
         "version": 0.1,
         "log": {"level": "warn", "accesslog": {"disabled": True}},
         "storage": {"filesystem": {"rootdirectory": str(root / "data")}, "delete": {"enabled": True}},
         "http": {"addr": f"127.0.0.1:{port}"},
     }
-    if notify_url:
-        config["notifications"] = {"endpoints": [{
-            "name": "local-ecr-bridge", "url": notify_url, "timeout": "5s", "threshold": 3,
-            "backoff": "1s", "ignoredmediatypes": ["application/octet-stream"],  # blobs: no event
-        }]}
-    return config
 
 
 class LocalRegistry:
@@ -61,7 +49,7 @@ class LocalRegistry:
     def __init__(self, root: Path, *, binary: str = BINARY):
         self.root = Path(root)
         self.binary = binary
-        self.port = _free_port()
+        self.port = free_port()
         self.process: subprocess.Popen | None = None
 
     @property
@@ -73,14 +61,14 @@ class LocalRegistry:
     def url(self) -> str:
         return f"http://{self.host}"
 
-    def start(self, notify_url: str | None = None, timeout: float = 30.0) -> LocalRegistry:
+    def start(self, timeout: float = 30.0) -> LocalRegistry:
         """Start the registry and wait until GET /v2/ answers; ToolError if it does not."""
         path = shutil.which(self.binary)
         if not path:
             raise ToolError(f"{self.binary} is not installed (apt-get install docker-registry)")
         self.root.mkdir(parents=True, exist_ok=True)
         config = self.root / "config.yml"
-        config.write_text(json.dumps(registry_config(self.root, self.port, notify_url), indent=2))
+        config.write_text(json.dumps(registry_config(self.root, self.port), indent=2))
         with open(self.root / "registry.log", "ab") as log:
             self.process = subprocess.Popen([path, "serve", str(config)], stdout=log,
                                             stderr=subprocess.STDOUT, start_new_session=True)
@@ -133,3 +121,13 @@ class LocalRegistry:
             if exc.code == 404:
                 raise ResourceNotFound(f"{what} is not in the registry {self.host}") from None
             raise ToolError(f"registry {self.host} answered {exc.code} for {what}") from None
+
+    def tags(self, repository: str) -> list[str]:
+        """The repository's tags ([] if the registry has no such repository)."""
+        try:
+            with urllib.request.urlopen(f"{self.url}/v2/{repository}/tags/list", timeout=10) as answer:
+                return json.loads(answer.read()).get("tags") or []
+        except urllib.error.HTTPError as exc:
+            if exc.code == 404:
+                return []
+            raise ToolError(f"registry {self.host} answered {exc.code} listing {repository}") from None

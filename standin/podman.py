@@ -27,10 +27,12 @@ events_logger = "file"
 BUILD_ISOLATION = "chroot"
 
 
-def sandbox_env(root: Path) -> dict[str, str]:
-    """Write containers.conf and storage.conf under `root`; return the variables that select them.
+def sandbox_env(root: Path, insecure_registries: list[str] = ()) -> dict[str, str]:
+    """Write containers.conf, storage.conf and registries.conf under `root`; return the variables.
 
-    Idempotent: a second call with the same folder reuses its storage (and so its image cache).
+    `insecure_registries` (HOST:PORT on 127.0.0.1) are reached over plain HTTP. Logins go to an auth
+    file in the folder, never the user's. Idempotent: a second call with the same folder reuses its
+    storage (and so its image cache).
     """
     root = Path(root).resolve()
     root.mkdir(parents=True, exist_ok=True)
@@ -41,8 +43,13 @@ def sandbox_env(root: Path) -> dict[str, str]:
     storage.write_text(
         f'[storage]\ndriver = "overlay"\ngraphroot = "{root / "graph"}"\nrunroot = "{root / "run"}"\n'
     )
+    registries = root / "registries.conf"
+    registries.write_text("".join(f'[[registry]]\nlocation = "{host}"\ninsecure = true\n'
+                                  for host in insecure_registries))
     return {
         "CONTAINERS_CONF": str(containers),
         "CONTAINERS_STORAGE_CONF": str(storage),
+        "CONTAINERS_REGISTRIES_CONF": str(registries),
+        "REGISTRY_AUTH_FILE": str(root / "auth.json"),
         "BUILDAH_ISOLATION": BUILD_ISOLATION,
     }

@@ -13,7 +13,7 @@ import re
 import subprocess
 from pathlib import Path
 
-from ops.deploy_errors import ToolError
+from deploy.errors import ToolError
 
 PACKAGES = ("python3", "python3-venv")
 # Files a server image never needs; removing them keeps the imported layer small.

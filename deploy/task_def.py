@@ -12,7 +12,7 @@ import re
 import string
 from pathlib import Path
 
-from ops.deploy_errors import InvalidInput
+from deploy.errors import InvalidInput
 
 CONTAINER_NAME = "model-service"
 # Placeholders whose value may be empty (the variable is then dropped from the container environment).

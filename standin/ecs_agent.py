@@ -11,7 +11,6 @@ exactly what gets served). A task that exits is restarted, as an ECS service wou
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -20,7 +19,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ops.task_def import environment, service_container
+from deploy.task_def import environment, service_container
 
 ROOT = Path(__file__).resolve().parent.parent
 # A task that keeps exiting is restarted no more often than this (seconds), like ECS's back-off.
@@ -43,13 +42,6 @@ class Task:
             image=service_container(definition).get("image", ""),
             environment=environment(definition),
         )
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that is free right now (for the agent's tasks)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def local_environment(task: Task, port: int, extra: dict[str, str]) -> dict[str, str]:

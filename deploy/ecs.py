@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ops.aws import aws_errors
-from ops.deploy_errors import ResourceNotFound
+from deploy.aws import aws_errors
+from deploy.errors import ResourceNotFound
 
 
 class EcsClient:

@@ -7,18 +7,18 @@ from __future__ import annotations
 
 import os
 
+from model.store import DEFAULT_ALIAS, DEFAULT_NAME
+
 # variable -> default (None: no default, the flag or variable is required where it is used)
 DEFAULTS: dict[str, str | None] = {
     "AWS_REGION": None,
     "ECR_REPOSITORY": None,
-    # Push to this registry (HOST:PORT) instead of ECR's endpoint: a local registry or a mirror.
-    "ECR_REGISTRY_OVERRIDE": None,
     "ECS_CLUSTER": None,
     "ECS_SERVICE": None,
     "SERVICE_URL": None,
     "MODEL_STORE": None,
-    "MODEL_NAME": "digits",
-    "MODEL_ALIAS": "production",
+    "MODEL_NAME": DEFAULT_NAME,
+    "MODEL_ALIAS": DEFAULT_ALIAS,
     "IMAGE_NAME": "model-service",
     "BASE_IMAGE": None,
     "TASK_FAMILY": "model-service",

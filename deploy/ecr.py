@@ -9,8 +9,8 @@ import base64
 import re
 from dataclasses import dataclass
 
-from ops.aws import aws_errors
-from ops.deploy_errors import InvalidInput, ResourceNotFound
+from deploy.aws import aws_errors
+from deploy.errors import InvalidInput, ResourceNotFound
 
 # <account>.dkr.ecr.<region>.amazonaws.com (and .com.cn): the registry part of an ECR image reference.
 _ECR_HOST_RE = re.compile(r"^\d{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(\.cn)?$")

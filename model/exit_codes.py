@@ -1,0 +1,79 @@
+"""The exit codes of every command the project ships, defined once.
+
+`python -m model`, `scripts/rollout`, `scripts/build-image`, `scripts/push-image`,
+`scripts/smoke-image`, `scripts/register-task-def` and `scripts/pipeline-local` all exit with these
+codes, and each prints one line `error: ...` on stderr when the code is not 0. The errors of the
+model and deploy packages carry their code (`exit_code`); the README's table is generated from
+`TABLE` (`make exit-codes`) and a test keeps the two equal.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """What a non-zero exit means; the numbers are a contract with Jenkins stages and scripts."""
+
+    OK = 0
+    UNEXPECTED = 1
+    USAGE = 2
+    UNREACHABLE = 3
+    NOT_FOUND = 4
+    CONFLICT = 5
+    INTEGRITY = 6
+    BAD_DATA = 7
+    GATE_REFUSED = 8
+    INVALID_INPUT = 9
+    TOOL_FAILED = 10
+    NO_SERVER = 11
+    ROLLED_BACK = 12
+    ROLLBACK_FAILED = 13
+    INTERRUPTED = 130
+
+
+# code -> (meaning, what was changed). The second column is the promise an operator relies on.
+TABLE: dict[ExitCode, tuple[str, str]] = {
+    ExitCode.OK: ("done (or a dry run printed its plan)", ""),
+    ExitCode.UNEXPECTED: ("unexpected error (a bug: please report it)",
+                          "see the message (a rollout that had started exits 12 or 13 instead)"),
+    ExitCode.USAGE: ("usage: unknown option, missing argument, bad option value", "nothing"),
+    ExitCode.UNREACHABLE: ("the store or AWS cannot be reached or used: bad URI, no credentials, "
+                           "access denied", "nothing"),
+    ExitCode.NOT_FOUND: ("not found: model, version, alias, store folder, cluster, service, "
+                         "repository, image tag, local image", "nothing"),
+    ExitCode.CONFLICT: ("conflict: someone else moved the alias meanwhile, or the version exists",
+                        "nothing"),
+    ExitCode.INTEGRITY: ("integrity: hash mismatch, truncated or corrupt pickle, bad manifest, "
+                         "incompatible scikit-learn", "nothing"),
+    ExitCode.BAD_DATA: ("bad training data", "nothing"),
+    ExitCode.GATE_REFUSED: ("refused: by the quality gate (`--force` overrides), or at a local pipeline "
+                            "run's approval step", "nothing"),
+    ExitCode.INVALID_INPUT: ("invalid input: unfilled placeholder, invalid task definition, "
+                             "malformed image reference, conflicting options", "nothing"),
+    ExitCode.TOOL_FAILED: ("a system tool is missing or failed: podman/docker (build, push, smoke), "
+                           "groovy, the local registry", "nothing in AWS or the store"),
+    ExitCode.NO_SERVER: ("no server: the pidfile is missing or names no running process", "nothing"),
+    ExitCode.ROLLED_BACK: ("the rollout failed, timed out, was interrupted or served the wrong version",
+                           "rolled back: what this run changed (task definition, alias) is restored"),
+    ExitCode.ROLLBACK_FAILED: ("the rollout failed **and its rollback failed**",
+                               "the message lists what is not restored: a person must act"),
+    ExitCode.INTERRUPTED: ("interrupted (Ctrl-C, SIGTERM) before anything changed", "nothing"),
+}
+
+
+def markdown_table() -> str:
+    """The table as Markdown, as the README quotes it."""
+    lines = ["| code | meaning | what changed |", "| --- | --- | --- |"]
+    lines += [f"| {int(code)} | {meaning} | {changed} |" for code, (meaning, changed) in TABLE.items()]
+    return "\n".join(lines) + "\n"
+
+
+def text_table() -> str:
+    """The table as plain text, for `--help` epilogues."""
+    rows = [f"  {int(code):>3}  {meaning.replace('**', '')}" for code, (meaning, _) in TABLE.items()]
+    return "exit codes (one line `error: ...` on stderr when not 0):\n" + "\n".join(rows) + "\n"
+
+
+if __name__ == "__main__":  # `make exit-codes`
+    print(markdown_table(), end="")

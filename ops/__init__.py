@@ -1,1 +1,0 @@
-"""Operations: rolling out the model service (locally and on ECS)."""
