@@ -205,11 +205,13 @@ def _http(url: str, body: dict | None = None, timeout: float = 5.0) -> tuple[int
 
 
 def smoke(tool: str, image: str, *, store: str, port: int, name: str = DEFAULT_NAME,
-          version: str | None = None, env: dict | None = None, timeout: float = 120.0, log=print) -> dict:
+          version: str | None = None, env: dict | None = None, timeout: float = 120.0,
+          command: tuple[str, ...] = (), log=print) -> dict:
     """Run `image` on 127.0.0.1:`port` (host network) against `store`; check /ready, /model, a prediction.
 
     A local store folder is mounted read-only; an s3:// store is passed through with the AWS_*
-    variables of `env`. Returns {"version":..., "prediction":...}; ToolError on any failure.
+    variables of `env`. `command` is passed to the image (e.g. `serve`, as SageMaker starts it).
+    Returns {"version":..., "prediction":...}; ToolError on any failure.
     """
     container = f"smoke-{os.getpid()}-{port}"
     cleanup: list[Path] = []
@@ -231,8 +233,8 @@ def smoke(tool: str, image: str, *, store: str, port: int, name: str = DEFAULT_N
         cmd += ["-v", f"{snapshot}:/store:ro", "-e", "MODEL_STORE=/store"]
     if version:
         cmd += ["-e", f"MODEL_VERSION={version}"]
-    cmd.append(image)
-    log(f"smoke: starting {image} on 127.0.0.1:{port} with store {store}")
+    cmd += [image, *command]
+    log(f"smoke: starting {' '.join([image, *command])} on 127.0.0.1:{port} with store {store}")
     try:
         _run(cmd, quiet=True)
         return _check_serving(tool, container, port, version, timeout, log)
@@ -278,6 +280,8 @@ def _check_serving(tool: str, container: str, port: int, version: str | None, ti
         raise ToolError(f"/ready did not answer 200 within {timeout:g}s (last {status}: "
                         f"{reason or _logs_tail(tool, container)})")
     log("smoke: /ready 200")
+    if _http(f"{base}/ping")[0] != 200:
+        raise ToolError("/ping (the SageMaker health check) did not answer 200")
     _, manifest = _http(f"{base}/model")
     if version and manifest.get("version") != version:
         raise ToolError(f"/model answers {manifest.get('version')}, expected {version}")
@@ -319,18 +323,20 @@ def build_parser() -> argparse.ArgumentParser:
                         help="local image name (default $IMAGE_NAME or %(default)s)")
     parser.add_argument("--tag", help="image tag (default: the git commit)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    each = {"epilog": text_table(), "formatter_class": argparse.RawDescriptionHelpFormatter}
 
-    p = sub.add_parser("build", help="build docker/Dockerfile, tagged with the git commit")
+    p = sub.add_parser("build", **each, help="build docker/Dockerfile, tagged with the git commit")
     p.add_argument("--base-image", default=env["BASE_IMAGE"],
                    help="BASE_IMAGE build arg (default $BASE_IMAGE or the Dockerfile's python:3.11-slim)")
     p.add_argument("--network", help="build network (e.g. host)")
     p.add_argument("--isolation", help="podman build isolation (e.g. chroot)")
 
-    p = sub.add_parser("push", help="push name:tag to ECR as <registry>/<repository>:tag; print the digest")
+    p = sub.add_parser("push", **each,
+                       help="log in to ECR, push name:tag to the repository; print the digest")
     p.add_argument("--repository", default=env["ECR_REPOSITORY"],
                    help="ECR repository (default $ECR_REPOSITORY)")
 
-    p = sub.add_parser("smoke", help="run the image against a store; check /ready and a prediction")
+    p = sub.add_parser("smoke", **each, help="run the image against a store; check /ready and a prediction")
     p.add_argument("--image", help="image to run (default name:tag)")
     p.add_argument("--store", default=env["MODEL_STORE"],
                    help="store folder or s3:// URI (default $MODEL_STORE)")

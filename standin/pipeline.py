@@ -43,9 +43,6 @@ from standin.images import AutoLauncher, LocalEcrImages, local_image_tools
 from standin.jenkins import StageResult, dry_run, make_targets, post_always, print_result, run_stage, summary
 
 ROOT = Path(__file__).resolve().parent.parent
-# What the Test stage runs inside a local pipeline when PYTEST_ADDOPTS is not set: the slow end-to-end
-# tests (image build, this very pipeline) are not re-run from within a pipeline run.
-DEFAULT_PYTEST_ADDOPTS = "-m 'not slow'"
 # The make targets that build, run or push the image: podman, the base image and the registry are
 # only set up when one of them runs.
 IMAGE_TARGETS = {"image", "smoke", "push", "deploy"}
@@ -139,7 +136,6 @@ def run(options: Options) -> int:
             "SERVICE_URL": agent.url,
             "GIT_COMMIT": commit,
             "BRANCH_NAME": options.branch,
-            "PYTEST_ADDOPTS": os.environ.get("PYTEST_ADDOPTS", DEFAULT_PYTEST_ADDOPTS),
             # The local agent starts a task in seconds: poll the rollout every second, not every ten.
             "ROLLOUT_ARGS": os.environ.get("ROLLOUT_ARGS", "--poll 1"),
         }

@@ -43,6 +43,9 @@ def sandbox_env(root: Path, insecure_registries: list[str] = ()) -> dict[str, st
     storage.write_text(
         f'[storage]\ndriver = "overlay"\ngraphroot = "{root / "graph"}"\nrunroot = "{root / "run"}"\n'
     )
+    auth = root / "auth.json"
+    if not auth.exists():
+        auth.write_text("{}\n")  # podman refuses a REGISTRY_AUTH_FILE that does not exist
     registries = root / "registries.conf"
     registries.write_text("".join(f'[[registry]]\nlocation = "{host}"\ninsecure = true\n'
                                   for host in insecure_registries))
@@ -50,6 +53,6 @@ def sandbox_env(root: Path, insecure_registries: list[str] = ()) -> dict[str, st
         "CONTAINERS_CONF": str(containers),
         "CONTAINERS_STORAGE_CONF": str(storage),
         "CONTAINERS_REGISTRIES_CONF": str(registries),
-        "REGISTRY_AUTH_FILE": str(root / "auth.json"),
+        "REGISTRY_AUTH_FILE": str(auth),
         "BUILDAH_ISOLATION": BUILD_ISOLATION,
     }

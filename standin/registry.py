@@ -12,6 +12,7 @@ login to it succeeds with any credentials, as ECR's token login does).
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import time
@@ -69,8 +70,11 @@ class LocalRegistry:
         self.root.mkdir(parents=True, exist_ok=True)
         config = self.root / "config.yml"
         config.write_text(json.dumps(registry_config(self.root, self.port), indent=2))
+        # distribution reads every REGISTRY_* variable as a configuration override, and podman's
+        # REGISTRY_AUTH_FILE (set by standin/podman.py) is not one: it would refuse to start.
+        env = {key: value for key, value in os.environ.items() if not key.startswith("REGISTRY_")}
         with open(self.root / "registry.log", "ab") as log:
-            self.process = subprocess.Popen([path, "serve", str(config)], stdout=log,
+            self.process = subprocess.Popen([path, "serve", str(config)], stdout=log, env=env,
                                             stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

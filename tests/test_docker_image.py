@@ -33,6 +33,7 @@ def test_dockerfile_has_the_required_shape():
     assert text.count("FROM ${BASE_IMAGE}") == 2  # multi-stage
     assert "USER 10001" in text and "-c constraints.txt" in text and "[dev]" not in text
     assert "HEALTHCHECK" in text and 'CMD ["python", "-c"' in text
+    assert 'ENTRYPOINT ["/usr/local/bin/entrypoint"]' in text and 'CMD ["serve"]' in text
     assert "model.joblib" not in text and "COPY store" not in text
 
 
@@ -61,7 +62,9 @@ def test_image_builds_and_serves_a_published_model(podman_env, local_store):
     config = inspected["Config"]
     assert config["User"] == "10001"
     assert "8080/tcp" in config["ExposedPorts"]
-    assert config["Cmd"][0] == "gunicorn"
+    # `docker run IMAGE` and SageMaker's `docker run IMAGE serve` both start gunicorn on 8080.
+    assert config["Entrypoint"] == ["/usr/local/bin/entrypoint"] and config["Cmd"] == ["serve"]
+    assert "PORT=8080" in config["Env"]
     # podman reports the docker-format HEALTHCHECK beside Config, docker inside it.
     healthcheck = inspected.get("Healthcheck") or config.get("Healthcheck")
     assert healthcheck["Test"][:2] == ["CMD", "python"]
@@ -72,3 +75,11 @@ def test_image_builds_and_serves_a_published_model(podman_env, local_store):
     assert result["version"] == version
     assert set(result["prediction"]) >= {"label", "probabilities"}
     assert result["answer"]["model"]["version"] == version
+
+    # SageMaker's hosting contract: the container is started with the argument `serve`.
+    served = smoke(tool, image, store=local_store, port=free_port(), version=version, env=dict(os.environ),
+                   command=("serve",), log=lambda line: print(line, file=sys.stderr))
+    assert served["version"] == version
+    other = subprocess.run([tool, "run", "--rm", "--network", "host", image, "python", "-c", "print(6 * 7)"],
+                           capture_output=True, text=True, timeout=120)
+    assert other.stdout.strip() == "42", other.stderr  # any other command runs as given
