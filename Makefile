@@ -19,7 +19,7 @@ help: ## list the targets
 
 $(STAMP):
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[deploy,dev]'
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 

@@ -47,6 +47,30 @@ class RollbackFailed(DeployError):
     exit_code = ExitCode.ROLLBACK_FAILED
 
 
+class StackBusy(DeployError):
+    """Another operation on the stack is in progress."""
+
+    exit_code = ExitCode.STACK_BUSY
+
+
+class StackFailed(DeployError):
+    """The stack cannot be updated from its state, or a change set could not be made."""
+
+    exit_code = ExitCode.STACK_FAILED
+
+
+class NoChanges(DeployError):
+    """The change set is empty: the stack already matches the template and parameters."""
+
+    exit_code = ExitCode.NO_CHANGES
+
+
+class Refused(DeployError):
+    """A destructive step was refused: it would lose data unless forced."""
+
+    exit_code = ExitCode.GATE_REFUSED
+
+
 class ToolError(DeployError):
     """podman/docker (or another system tool) is missing or one of its commands failed."""
 

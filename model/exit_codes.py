@@ -29,6 +29,9 @@ class ExitCode(IntEnum):
     NO_SERVER = 11
     ROLLED_BACK = 12
     ROLLBACK_FAILED = 13
+    STACK_BUSY = 14
+    STACK_FAILED = 15
+    NO_CHANGES = 16
     INTERRUPTED = 130
 
 
@@ -47,17 +50,25 @@ TABLE: dict[ExitCode, tuple[str, str]] = {
     ExitCode.INTEGRITY: ("integrity: hash mismatch, truncated or corrupt pickle, bad manifest, "
                          "incompatible scikit-learn", "nothing"),
     ExitCode.BAD_DATA: ("bad training data", "nothing"),
-    ExitCode.GATE_REFUSED: ("refused: by the quality gate (`--force` overrides), or at a local pipeline "
-                            "run's approval step", "nothing"),
+    ExitCode.GATE_REFUSED: ("refused: by the quality gate, or `stack destroy` of a store that holds model "
+                            "versions (`--force` overrides both), or at a local pipeline run's approval step",
+                            "nothing"),
     ExitCode.INVALID_INPUT: ("invalid input: unfilled placeholder, invalid task definition, "
                              "malformed image reference, conflicting options", "nothing"),
     ExitCode.TOOL_FAILED: ("a system tool is missing or failed: podman/docker (build, push, smoke), "
                            "groovy, the local registry", "nothing in AWS or the store"),
     ExitCode.NO_SERVER: ("no server: the pidfile is missing or names no running process", "nothing"),
-    ExitCode.ROLLED_BACK: ("the rollout failed, timed out, was interrupted or served the wrong version",
-                           "rolled back: what this run changed (task definition, alias) is restored"),
+    ExitCode.ROLLED_BACK: ("the rollout (or stack deploy) failed, timed out, was interrupted or served the "
+                           "wrong version", "rolled back: what this run changed (task definition, alias; "
+                           "the stack, by CloudFormation) is restored"),
     ExitCode.ROLLBACK_FAILED: ("the rollout failed **and its rollback failed**",
                                "the message lists what is not restored: a person must act"),
+    ExitCode.STACK_BUSY: ("the stack is busy: another create, update or delete is in progress",
+                          "nothing (wait for it, then run again)"),
+    ExitCode.STACK_FAILED: ("the stack is in a state it cannot be updated from (e.g. ROLLBACK_COMPLETE: "
+                            "delete it first) or its change set failed", "nothing; the message says what to do"),
+    ExitCode.NO_CHANGES: ("the stack already matches: the change set has no changes "
+                          "(`--no-fail-on-empty-changeset` makes this 0)", "nothing"),
     ExitCode.INTERRUPTED: ("interrupted (Ctrl-C, SIGTERM) before anything changed", "nothing"),
 }
 

@@ -1,0 +1,1 @@
+"""The CloudFormation stack: render infra/stack.yaml, plan and apply change sets, destroy."""
