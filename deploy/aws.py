@@ -22,7 +22,7 @@ _NOT_FOUND_CODES = {
     "NoSuchKey",
     "NotFound",
 }
-_INVALID_CODES = {"InvalidParameterException", "ClientException", "ValidationException"}
+_INVALID_CODES = {"InvalidParameterException", "ClientException", "ValidationException", "ValidationError"}
 
 
 def client(service: str, region: str | None = None):
@@ -43,6 +43,7 @@ def aws_errors(action: str) -> Iterator[None]:
         NoRegionError,
         ParamValidationError,
     )
+    from botocore.parsers import ResponseParserError
 
     from deploy.errors import InvalidInput
 
@@ -69,3 +70,6 @@ def aws_errors(action: str) -> Iterator[None]:
         raise InvalidInput(f"{action}: {' '.join(str(exc).split())}") from None
     except BotoCoreError as exc:
         raise AwsError(f"{action}: {exc}") from None
+    except ResponseParserError as exc:  # an endpoint answered something that is not its API
+        raise AwsError(f"{action}: the endpoint's answer was not understood: {str(exc).splitlines()[0]}"
+                       ) from None

@@ -191,7 +191,8 @@ def push(tool: str, ecr, *, repository: str, tag: str, name: str = DEFAULT_IMAGE
 
 
 # -- smoke test: the image really serves ----------------------------------------------------
-def _http(url: str, body: dict | None = None, timeout: float = 5.0) -> tuple[int, dict]:
+def http_json(url: str, body: dict | None = None, timeout: float = 5.0) -> tuple[int, dict]:
+    """GET (or POST `body` as JSON) and return (status, JSON answer); OSError if nothing answers."""
     data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
     try:
@@ -267,7 +268,7 @@ def _check_serving(tool: str, container: str, port: int, version: str | None, ti
     status, body = None, {}
     while time.monotonic() < deadline:
         try:
-            status, body = _http(f"{base}/ready", timeout=2)
+            status, body = http_json(f"{base}/ready", timeout=2)
         except OSError:
             status = None
         if status == 200:
@@ -280,15 +281,15 @@ def _check_serving(tool: str, container: str, port: int, version: str | None, ti
         raise ToolError(f"/ready did not answer 200 within {timeout:g}s (last {status}: "
                         f"{reason or _logs_tail(tool, container)})")
     log("smoke: /ready 200")
-    if _http(f"{base}/ping")[0] != 200:
+    if http_json(f"{base}/ping")[0] != 200:
         raise ToolError("/ping (the SageMaker health check) did not answer 200")
-    _, manifest = _http(f"{base}/model")
+    _, manifest = http_json(f"{base}/model")
     if version and manifest.get("version") != version:
         raise ToolError(f"/model answers {manifest.get('version')}, expected {version}")
     example = manifest.get("example")
     if example is None:
         raise ToolError("/model has no example instance to predict")
-    status, answer = _http(f"{base}/predict", {"instances": [example]})
+    status, answer = http_json(f"{base}/predict", {"instances": [example]})
     predictions = answer.get("predictions") or []
     if status != 200 or len(predictions) != 1 or "label" not in predictions[0]:
         raise ToolError(f"POST /predict answered {status}: {json.dumps(answer)[:200]}")

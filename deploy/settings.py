@@ -50,3 +50,25 @@ def template_values(values: dict[str, str | None]) -> dict[str, str | None]:
         "MODEL_NAME": values["MODEL_NAME"],
         "MODEL_ALIAS": values["MODEL_ALIAS"],
     }
+
+
+# The stack's outputs (infra/stack.yaml) as the variables above: `scripts/stack outputs --format env`
+# prints them for a shell or a Jenkins environment, and the local pipeline run sets them from the stack.
+STACK_OUTPUTS: dict[str, str] = {
+    "MODEL_STORE": "ModelStore",
+    "MODEL_NAME": "ModelName",
+    "MODEL_ALIAS": "ModelAlias",
+    "ECR_REPOSITORY": "EcrRepository",
+    "ECS_CLUSTER": "ClusterName",
+    "ECS_SERVICE": "ServiceName",
+    "SERVICE_URL": "ServiceUrl",
+    "TASK_FAMILY": "TaskFamily",
+    "TASK_ROLE_ARN": "TaskRoleArn",
+    "EXECUTION_ROLE_ARN": "ExecutionRoleArn",
+    "LOG_GROUP": "LogGroupName",
+}
+
+
+def from_stack_outputs(outputs: dict[str, str]) -> dict[str, str]:
+    """The deploy variables a stack's outputs give (those it has)."""
+    return {variable: outputs[key] for variable, key in STACK_OUTPUTS.items() if key in outputs}

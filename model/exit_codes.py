@@ -66,7 +66,8 @@ TABLE: dict[ExitCode, tuple[str, str]] = {
     ExitCode.STACK_BUSY: ("the stack is busy: another create, update or delete is in progress",
                           "nothing (wait for it, then run again)"),
     ExitCode.STACK_FAILED: ("the stack is in a state it cannot be updated from (e.g. ROLLBACK_COMPLETE: "
-                            "delete it first) or its change set failed", "nothing; the message says what to do"),
+                            "delete it first) or its change set failed",
+                            "nothing; the message says what to do"),
     ExitCode.NO_CHANGES: ("the stack already matches: the change set has no changes "
                           "(`--no-fail-on-empty-changeset` makes this 0)", "nothing"),
     ExitCode.INTERRUPTED: ("interrupted (Ctrl-C, SIGTERM) before anything changed", "nothing"),

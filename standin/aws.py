@@ -36,6 +36,10 @@ class LocalAws:
         os.environ.setdefault("MOTO_ECS_SERVICE_RUNNING", "1")
         from moto.server import ThreadedMotoServer
 
+        from standin.moto_fixes import patch_change_set_outputs
+
+        patch_change_set_outputs()
+
         # The server's per-request log would drown the stages' own output.
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
 

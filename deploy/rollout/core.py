@@ -90,7 +90,7 @@ class Rollout:
         # "unset" to go back to. A target that reads the alias needs it first (refused at plan time).
         set_last = self.move is not None and self.move.before is None and not self.target.follows_alias
         moved = None
-        with _signals_raise():
+        with signals_raise():
             try:
                 if self.move and not set_last:
                     moved = self._move_alias(self.move.before)
@@ -185,7 +185,7 @@ def _on_main_thread() -> bool:
 
 
 @contextlib.contextmanager
-def _signals_raise() -> Iterator[None]:
+def signals_raise() -> Iterator[None]:
     """SIGTERM raises Terminated where the rollout is (SIGINT already raises KeyboardInterrupt)."""
     if not _on_main_thread():
         yield
