@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | sha256s
 export MODEL_STORE ?= store
 PORT ?= 8080
 
-.PHONY: help venv run serve train-default test test-fast test-e2e lint bench exit-codes
+.PHONY: help venv checkov-venv run serve train-default test test-fast test-e2e lint bench exit-codes
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | sort
@@ -33,14 +33,25 @@ run: train-default ## set up, train the default model if the store has none, ser
 	@echo "serving $${MODEL_NAME:-the default model} from $(MODEL_STORE) on http://127.0.0.1:$(PORT)"
 	PORT=$(PORT) exec $(BIN)/gunicorn --config service/gunicorn.conf.py 'service.wsgi:app'
 
-test: $(STAMP) ## run the whole test suite (lint, layering rule, every test)
+# checkov (the CloudFormation scanner) has pins of its own that clash with the project's: its own venv.
+CHECKOV_VENV := .venv-checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-$(shell cat infra/checkov-constraints.txt | sha256sum | cut -c1-12)
+$(CHECKOV_STAMP):
+	test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet -r infra/checkov-constraints.txt
+	rm -f $(CHECKOV_VENV)/.installed-*
+	touch $(CHECKOV_STAMP)
+
+checkov-venv: $(CHECKOV_STAMP) ## install checkov in its own virtualenv (.venv-checkov)
+
+test: $(STAMP) $(CHECKOV_STAMP) ## run the whole test suite (lint, layering rule, every test)
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports --no-cache
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 # What gates a model release in Jenkins: everything but the end-to-end emulation (image builds and the
 # local pipeline run, marked slow), so a moto or podman upgrade cannot block shipping a model.
-test-fast: $(STAMP) ## the suite without the slow end-to-end emulation (Jenkins' Test stage)
+test-fast: $(STAMP) $(CHECKOV_STAMP) ## the suite without the slow end-to-end emulation (Jenkins' Test stage)
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports --no-cache
 	$(BIN)/pytest -m 'not slow' $(PYTEST_ARGS)
@@ -119,3 +130,24 @@ pipeline-local: $(STAMP) ## run the Jenkinsfile's pipelines locally (PIPELINE_LO
 
 jenkins-check: $(STAMP) ## parse the Jenkinsfile and print its dry run: stages, when, commands
 	scripts/pipeline-local --plan $(PIPELINE_LOCAL_ARGS)
+
+# ---- infrastructure pipeline stages (Jenkinsfile: Infra) -------------------------------------
+# scripts/stack (README: operations). STACK_NAME and STACK_PARAMS ('--param K=V ...') select the stack.
+STACK_DIR ?= build/stack
+STACK_PARAMS ?=
+
+.PHONY: stack-lint stack-plan stack-deploy stack-smoke
+stack-lint: $(STAMP) $(CHECKOV_STAMP) ## render the stack, then cfn-lint and checkov it
+	scripts/stack render --out $(STACK_DIR)/template.json
+	$(BIN)/cfn-lint $(STACK_DIR)/template.json
+	BC_SKIP_MAPPING=TRUE $(CHECKOV_VENV)/bin/checkov -f $(STACK_DIR)/template.json --framework cloudformation \
+	  --skip-download --compact --quiet
+
+stack-plan: $(STAMP) ## make the stack's change set and keep it for review in $(STACK_DIR)
+	scripts/stack plan --out $(STACK_DIR) --no-fail-on-empty-changeset $(STACK_PARAMS)
+
+stack-deploy: $(STAMP) ## execute the reviewed change set ($(STACK_DIR)/plan.json) and wait
+	scripts/stack deploy --plan $(STACK_DIR)/plan.json --no-fail-on-empty-changeset
+
+stack-smoke: $(STAMP) ## the stack's service URL answers /ready, /model and a prediction
+	scripts/stack smoke
