@@ -1,0 +1,219 @@
+"""Least privilege, checked: the roles in infra/stack.yaml against the calls the code really makes.
+
+The deployer policy must allow every AWS call the pipelines' code makes. The calls are not listed by
+hand: they are recorded from botocore's own events while the code runs against moto (publish,
+promote, load, ECR resolve and login, an ECS rollout with a promotion, reading the stack's outputs),
+and read from the ECS and ECR clients' source for the paths such a run does not take.
+The task role is evaluated for the requests the service makes and for ones it must not be able to.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import uuid
+
+import pytest
+
+from deploy.stack.template import load, render
+
+# S3's IAM actions are not its API's operation names; every other service here uses the same words.
+S3_ACTIONS = {"ListObjectsV2": "s3:ListBucket", "HeadBucket": "s3:ListBucket",
+              "HeadObject": "s3:GetObject", "GetObject": "s3:GetObject", "PutObject": "s3:PutObject"}
+# What `podman push` asks ECR's registry endpoint for (not boto3 calls): the push permissions AWS
+# documents for a repository, which the policy must grant too.
+REGISTRY_PUSH = {"ecr:BatchCheckLayerAvailability", "ecr:InitiateLayerUpload", "ecr:UploadLayerPart",
+                 "ecr:CompleteLayerUpload", "ecr:PutImage", "ecr:BatchGetImage"}
+
+
+def iam_action(service: str, operation: str) -> str:
+    if service == "s3":
+        return S3_ACTIONS[operation]
+    return f"{service}:{operation}"
+
+
+def actions_of(statement_list: list[dict]) -> set[str]:
+    return {a for s in statement_list
+            for a in (s["Action"] if isinstance(s["Action"], list) else [s["Action"]])}
+
+
+def statements(rendered: dict, resource: str, policy_name: str | None = None) -> list[dict]:
+    properties = rendered["Resources"][resource]["Properties"]
+    if "PolicyDocument" in properties:
+        return properties["PolicyDocument"]["Statement"]
+    policy = next(p for p in properties["Policies"] if p["PolicyName"] == policy_name)
+    return policy["PolicyDocument"]["Statement"]
+
+
+def allows(statement_list: list[dict], action: str, resource: str | None = None,
+           context: dict | None = None) -> bool:
+    """A small IAM evaluator: Allow statements only (these policies have no Deny), wildcard matching.
+
+    Without a resource only the action is checked (for policies whose ARNs are still intrinsics).
+    """
+    for statement in statement_list:
+        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        if statement["Effect"] != "Allow" or not any(fnmatch.fnmatchcase(action, a) for a in actions):
+            continue
+        if resource is not None:
+            resources = statement["Resource"] if isinstance(statement["Resource"], list) else [
+                statement["Resource"]]
+            if not any(fnmatch.fnmatchcase(resource, r) for r in resources):
+                continue
+        like = statement.get("Condition", {}).get("StringLike", {}) if resource is not None else {}
+        if like and not all(any(fnmatch.fnmatchcase((context or {}).get(key, ""), v) for v in values)
+                            for key, values in like.items()):
+            continue
+        return True
+    return False
+
+
+def concrete(value, bucket: str, prefix: str):
+    """The few intrinsic functions the role policies use, with the given bucket and prefix."""
+    text = json.dumps(value)
+    text = text.replace('{"Fn::GetAtt": ["ModelBucket", "Arn"]}', json.dumps(f"arn:aws:s3:::{bucket}"))
+    resolved = json.loads(text)
+
+    def walk(item):
+        if isinstance(item, dict) and set(item) == {"Fn::Sub"}:
+            return (item["Fn::Sub"].replace("${ModelBucket.Arn}", f"arn:aws:s3:::{bucket}")
+                    .replace("${StorePrefix}", prefix))
+        if isinstance(item, dict):
+            return {k: walk(v) for k, v in item.items()}
+        if isinstance(item, list):
+            return [walk(v) for v in item]
+        return item
+
+    return walk(resolved)
+
+
+@pytest.fixture(scope="module")
+def rendered():
+    return render(load())
+
+
+def test_the_task_role_only_reads_the_store_prefix(rendered):
+    task = concrete(statements(rendered, "TaskRole", "read-the-model-store"), "b", "models")
+    assert allows(task, "s3:GetObject", "arn:aws:s3:::b/models/digits/versions/v/model.joblib")
+    assert allows(task, "s3:ListBucket", "arn:aws:s3:::b", {"s3:prefix": "models/digits/versions/"})
+    assert not allows(task, "s3:GetObject", "arn:aws:s3:::b/other-team/secrets.json")
+    assert not allows(task, "s3:ListBucket", "arn:aws:s3:::b", {"s3:prefix": "other-team/"})
+    for write in ("s3:PutObject", "s3:DeleteObject", "s3:PutObjectAcl", "s3:DeleteBucket"):
+        assert not allows(task, write, "arn:aws:s3:::b/models/digits/aliases/production.json"), write
+    assert not allows(task, "s3:GetObject", "arn:aws:s3:::another-bucket/models/x")
+
+
+def test_the_execution_role_only_pulls_this_repository_and_writes_this_log_group(rendered):
+    execution = statements(rendered, "ExecutionRole", "pull-image-and-log")
+    assert actions_of(execution) == {
+        "ecr:GetAuthorizationToken", "ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage",
+        "ecr:GetDownloadUrlForLayer", "logs:CreateLogStream", "logs:PutLogEvents"}
+    wildcard = [s for s in execution if s["Resource"] == "*"]
+    assert [s["Action"] for s in wildcard] == ["ecr:GetAuthorizationToken"]  # ECR offers no narrower form
+
+
+@pytest.fixture
+def recorded_calls(aws_env, local_store, tmp_path, trained_digits):
+    """Every (service, operation) botocore sends while the pipelines' code runs against moto."""
+    import boto3
+
+    calls: set[tuple[str, str]] = set()
+
+    def record(model, **_):
+        calls.add((model.service_model.signing_name, model.name))
+
+    boto3.setup_default_session()
+    boto3.DEFAULT_SESSION.events.register("before-call.*.*", record)
+    try:
+        yield calls, run_the_pipelines_code(trained_digits)
+    finally:
+        boto3.DEFAULT_SESSION.events.unregister("before-call.*.*", record)
+
+
+def run_the_pipelines_code(trained_digits) -> None:
+    """Publish, promote, load; resolve an image and log in to ECR; roll out with a promotion."""
+    import boto3
+
+    from deploy.aws import client
+    from deploy.ecr import EcrClient, resolve_image
+    from deploy.ecs import EcsClient
+    from deploy.rollout.core import Rollout
+    from deploy.rollout.ecs import EcsRequest, plan_ecs
+    from deploy.stack.cloudformation import CloudFormation
+    from model.loader import load_model
+    from model.store import ModelStore
+
+    suffix = uuid.uuid4().hex[:8]
+    bucket = f"iam-{suffix}"
+    # Set-up the pipelines do not do (the stack does): made with a separate client, not recorded.
+    setup = boto3.session.Session()
+    setup.client("s3").create_bucket(Bucket=bucket)
+    ecr_setup, ecs_setup = setup.client("ecr"), setup.client("ecs")
+    ecr_setup.create_repository(repositoryName=f"repo-{suffix}")
+    digest = ecr_setup.put_image(repositoryName=f"repo-{suffix}", imageTag="t", imageManifest=json.dumps(
+        {"schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+         "config": {"digest": "sha256:" + "1" * 64}, "layers": []}))["image"]["imageId"]["imageDigest"]
+    ecs_setup.create_cluster(clusterName=f"c-{suffix}")
+    arn = ecs_setup.register_task_definition(family=f"f-{suffix}", containerDefinitions=[
+        {"name": "model-service", "image": f"repo@{digest}", "essential": True, "memory": 512}])[
+        "taskDefinition"]["taskDefinitionArn"]
+    ecs_setup.create_service(cluster=f"c-{suffix}", serviceName="svc", taskDefinition=arn, desiredCount=1)
+    setup.client("cloudformation").create_stack(StackName=f"s-{suffix}", TemplateBody=json.dumps(
+        {"Resources": {"Q": {"Type": "AWS::SQS::Queue"}}}))
+
+    # What the pipelines run.
+    store = ModelStore(f"s3://{bucket}/models")
+    artifact, manifest = trained_digits
+    store.publish(artifact, manifest)
+    store.move_alias("digits", "production", manifest["version"])
+    load_model(store, "digits", alias="production")
+    ecr = EcrClient(client("ecr"))
+    resolve_image(ecr, f"repo-{suffix}:t")
+    ecr.login()
+    CloudFormation(client("cloudformation")).stack(f"s-{suffix}")
+    ecs = EcsClient(client("ecs"))
+    request = EcsRequest(cluster=f"c-{suffix}", service="svc", promote=manifest["version"],
+                         image=f"repo-{suffix}:t", timeout=0, rollback_timeout=0, poll=0.01)
+    target, move = plan_ecs(request, ecs, ecr, store, log=lambda line: None)
+    try:
+        Rollout(target, store=store, alias_move=move, log=lambda line: None).execute()
+    except Exception as exc:  # moto never completes a deployment: the rollback path runs too
+        assert getattr(exc, "exit_code", None) == 12, exc
+
+
+def calls_in_the_clients() -> set[tuple[str, str]]:
+    """The API calls the thin clients the deploy pipeline uses can make (`self.boto.<method>(...)`),
+    found in their source: some only happen on paths a run against moto does not take."""
+    import ast
+
+    import boto3
+    from helpers import ROOT
+
+    found = set()
+    for path, service in (("deploy/ecs.py", "ecs"), ("deploy/ecr.py", "ecr")):
+        mapping = boto3.client(service, region_name="us-east-1").meta.method_to_api_mapping
+        for node in ast.walk(ast.parse((ROOT / path).read_text())):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and isinstance(node.func.value, ast.Attribute) and node.func.value.attr == "boto"):
+                found.add((service, mapping[node.func.attr]))
+    return found
+
+
+def test_every_call_the_pipelines_make_is_allowed_to_the_deployer(rendered, recorded_calls):
+    calls, _ = recorded_calls
+    deployer = statements(rendered, "DeployerPolicy")
+    needed = {iam_action(service, operation) for service, operation in calls | calls_in_the_clients()}
+    assert {"ecs:UpdateService", "ecs:RegisterTaskDefinition", "s3:PutObject", "ecr:DescribeImages",
+            "cloudformation:DescribeStacks"} <= needed  # the recording saw the whole run
+    missing = sorted(a for a in needed | REGISTRY_PUSH if not allows(deployer, a))
+    assert missing == [], f"the deployer policy lacks {missing}"
+    unused = sorted(actions_of(deployer) - needed - REGISTRY_PUSH - {"iam:PassRole"})
+    assert unused == [], f"the deployer policy grants actions no code calls: {unused}"
+
+
+def test_the_deployer_passes_only_the_two_task_roles_to_ecs(rendered):
+    passing = [s for s in statements(rendered, "DeployerPolicy") if s["Action"] == "iam:PassRole"]
+    assert len(passing) == 1
+    assert passing[0]["Resource"] == [{"Fn::GetAtt": ["TaskRole", "Arn"]},
+                                      {"Fn::GetAtt": ["ExecutionRole", "Arn"]}]
+    assert passing[0]["Condition"] == {"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}}
