@@ -1,25 +1,16 @@
-"""A moto server on 127.0.0.1 holding what the pipelines expect to exist in AWS, and the one
-write into moto's internals that reports an ECS deployment's progress (moto runs no tasks)."""
+"""A moto server on 127.0.0.1 with the project's stack deployed into it, and the one write into
+moto's ECS internals that reports a deployment's progress (moto runs no tasks)."""
 
 from __future__ import annotations
 
 import logging
 import os
-from pathlib import Path
 
-from model.store import DEFAULT_ALIAS
 from standin.errors import PipelineError
 
-ROOT = Path(__file__).resolve().parent.parent
-TASK_TEMPLATE = ROOT / "ecs" / "task-def.json"
-
-# The names of the local stand-ins for the AWS resources the pipelines use.
-BUCKET = "mlops-models-local"
-STORE_PREFIX = "models"
-REPOSITORY = "model-service"
-CLUSTER = "mlops-local"
-SERVICE = "model-service"
-FAMILY = "model-service"
+# The local run's stack (infra/stack.yaml deployed into moto) and region.
+STACK_NAME = "mlops-local"
+ENVIRONMENT = "local"
 REGION = "us-east-1"
 
 
@@ -77,49 +68,32 @@ class LocalAws:
         )
 
     def provision(self, model_name: str) -> dict[str, str]:
-        """Create the bucket, the ECR repository, networking, the cluster and the service."""
-        from deploy.task_def import render_file
+        """Deploy infra/stack.yaml into moto, as `scripts/stack deploy` does in an account.
 
-        self.client("s3").create_bucket(Bucket=BUCKET)
-        repository = self.client("ecr").create_repository(repositoryName=REPOSITORY)["repository"]
-        ec2 = self.client("ec2")
-        vpc = ec2.create_vpc(CidrBlock="10.42.0.0/16")["Vpc"]["VpcId"]
-        subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.42.1.0/24")["Subnet"]["SubnetId"]
-        group = ec2.create_security_group(GroupName="model-service", Description="model service",
-                                          VpcId=vpc)["GroupId"]
-        ecs = self.client("ecs")
-        ecs.create_cluster(clusterName=CLUSTER)
-        store = f"s3://{BUCKET}/{STORE_PREFIX}"
-        definition = render_file(TASK_TEMPLATE, {
-            "FAMILY": FAMILY,
+        The same template, rendering, parameter checks and change-set state machine; only the
+        endpoint differs. Returns the deploy variables the stack's outputs give (MODEL_STORE,
+        ECR_REPOSITORY, ECS_CLUSTER, ECS_SERVICE, ...), as `scripts/stack outputs --format env` would.
+        """
+        import json
+
+        from deploy.settings import from_stack_outputs
+        from deploy.stack import parameters, template
+        from deploy.stack.cloudformation import CloudFormation
+        from deploy.stack.deployer import Stacks
+
+        account = self.client("sts").get_caller_identity()["Account"]
+        given = parameters.check(template.load(), {
+            "EnvironmentName": ENVIRONMENT,
             # No image exists before the deploy pipeline pushes one: the agent then runs the checkout.
-            "IMAGE": f"{repository['repositoryUri']}:bootstrap",
-            "MODEL_STORE": store,
-            "MODEL_NAME": model_name,
-            "MODEL_ALIAS": DEFAULT_ALIAS,
-            "MODEL_VERSION": "",
-            "AWS_REGION": REGION,
-            "TASK_ROLE_ARN": "arn:aws:iam::123456789012:role/model-service-task",
-            "EXECUTION_ROLE_ARN": "arn:aws:iam::123456789012:role/model-service-execution",
-            "LOG_GROUP": "/ecs/model-service",
+            "Image": f"{account}.dkr.ecr.{REGION}.amazonaws.com/{ENVIRONMENT}-model-service:bootstrap",
+            "ModelName": model_name,
+            "DesiredCount": "1", "MinTasks": "1", "MaxTasks": "1",
         })
-        arn = ecs.register_task_definition(**definition)["taskDefinition"]["taskDefinitionArn"]
-        ecs.create_service(
-            cluster=CLUSTER, serviceName=SERVICE, taskDefinition=arn, desiredCount=1, launchType="FARGATE",
-            networkConfiguration={"awsvpcConfiguration": {
-                "subnets": [subnet], "securityGroups": [group], "assignPublicIp": "DISABLED"}},
-        )
-        self.resources = {
-            "MODEL_STORE": store,
-            "ECR_REPOSITORY": REPOSITORY,
-            "ECR_REPOSITORY_URI": repository["repositoryUri"],
-            "ECS_CLUSTER": CLUSTER,
-            "ECS_SERVICE": SERVICE,
-            "SUBNET": subnet,
-            "SECURITY_GROUP": group,
-        }
+        stacks = Stacks(CloudFormation(self.client("cloudformation")), log=lambda line: None, poll=0.2)
+        stacks.plan(STACK_NAME, json.dumps(template.render(template.load())), given, change_set="local")
+        outputs = stacks.execute(STACK_NAME, "local", timeout=300)
+        self.resources = from_stack_outputs(outputs)
         return self.resources
-
 
 
 def write_moto_deployment(cluster: str, service: str, region: str, arn: str, *, state: str,

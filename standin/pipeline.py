@@ -37,7 +37,7 @@ from pathlib import Path
 from model.exit_codes import ExitCode, text_table
 from model.gitinfo import head_commit
 from model.store import DEFAULT_ALIAS, DEFAULT_NAME
-from standin.aws import CLUSTER, SERVICE, LocalAws, MotoDeployments
+from standin.aws import STACK_NAME, LocalAws, MotoDeployments
 from standin.errors import PipelineError, PipelineUsageError
 from standin.images import AutoLauncher, LocalEcrImages, local_image_tools
 from standin.jenkins import StageResult, dry_run, make_targets, post_always, print_result, run_stage, summary
@@ -121,10 +121,11 @@ def run(options: Options) -> int:
                                    "MODEL_NAME": model_name})
         port = free_port()
         agent = LocalEcsAgent(
-            ecs=aws.client("ecs"), cluster=CLUSTER, service=SERVICE, port=port,
+            ecs=aws.client("ecs"), cluster=resources["ECS_CLUSTER"], service=resources["ECS_SERVICE"],
+            port=port,
             launcher=AutoLauncher(run_dir / "tasks", workspace, options.agent, images),
             extra_env={**aws.env, "MODEL_CACHE_DIR": str(run_dir / "model-cache")},
-            reporter=MotoDeployments(CLUSTER, SERVICE),
+            reporter=MotoDeployments(resources["ECS_CLUSTER"], resources["ECS_SERVICE"]),
         ).start()
         env = {
             **os.environ,
@@ -141,7 +142,8 @@ def run(options: Options) -> int:
         }
         env.pop("AWS_PROFILE", None)
         print(f"pipeline-local: AWS at {aws.endpoint}; store {resources['MODEL_STORE']}; "
-              f"service {SERVICE} in {CLUSTER} served on {agent.url}", flush=True)
+              f"service {resources['ECS_SERVICE']} in {resources['ECS_CLUSTER']} (stack {STACK_NAME}) "
+              f"served on {agent.url}", flush=True)
         try:
             for stage in plan["stages"]:
                 if stage["runs"] and stage["name"] in options.skip:

@@ -19,6 +19,7 @@ from standin.jenkins import DRYRUN, groovy_env, make_targets
 # Promote and roll out are one stage (`make rollout-model` moves the alias and undoes it on failure).
 TRAIN = ["test-fast", "train", "gate", "publish", "rollout-model"]
 DEPLOY = ["test-fast", "image", "smoke", "push", "deploy"]
+INFRA = ["test-fast", "stack-lint", "stack-plan", "stack-deploy", "stack-smoke"]
 
 
 def dry_run_raw(*args: str, jenkinsfile=None) -> subprocess.CompletedProcess:
@@ -78,6 +79,8 @@ def plans():
         "manual": {"pipeline": "deploy", "changed": ["model/train.py"], "approval": True},
         "approval": {"pipeline": "train", "approval": True},
         "nightly": {"causes": ["TimerTrigger"]},
+        "infra": {"changed": ["infra/stack.yaml"]},
+        "infra-branch": {"branch": "feature/vpc", "changed": ["infra/stack.yaml"]},
         "e2e": {"pipeline": "e2e", "changed": ["model/train.py"]},
     }
     with ThreadPoolExecutor(max_workers=2) as pool:
@@ -112,6 +115,16 @@ def test_other_changes_run_only_the_tests(plans):
     assert targets_run(plans["docs"]) == ["test-fast"]
 
 
+def test_an_infra_change_plans_everywhere_and_executes_only_on_main_after_approval(plans):
+    assert targets_run(plans["infra"]) == INFRA
+    running = [stage["name"] for stage in plans["infra"]["stages"] if stage["runs"]]
+    assert running.index("Approve change set") == running.index("Change set") + 1
+    assert running.index("Execute change set") == running.index("Approve change set") + 1
+    assert targets_run(plans["infra-branch"]) == ["test-fast", "stack-lint", "stack-plan"]
+    for case in ("model", "service", "first", "nightly"):  # the stack changes only when infra/ does
+        assert not {"stack-plan", "stack-deploy"} & set(targets_run(plans[case])), case
+
+
 def test_the_end_to_end_emulation_runs_nightly_or_by_hand_and_never_with_a_release(plans):
     # A timer build knows no changes either, but it only runs the emulation: nothing is released.
     assert targets_run(plans["nightly"]) == ["test-fast", "test-e2e"]
@@ -128,7 +141,7 @@ def test_an_empty_changeset_runs_both_pipelines(plans):
 def test_only_main_publishes_promotes_pushes_or_deploys(plans):
     assert targets_run(plans["feature"]) == ["test-fast", "train", "gate", "image", "smoke"]
     for stage in plans["first"]["stages"]:
-        if any(t in ("publish", "promote", "rollout-model", "push", "deploy")
+        if any(t in ("publish", "promote", "rollout-model", "push", "deploy", "stack-deploy", "stack-smoke")
                for step in stage["steps"] for t in make_targets(step)):
             assert "branch 'main'" in stage["when"], stage["name"]
 
@@ -168,7 +181,7 @@ def test_every_stage_is_one_make_target_that_exists(plans):
     assert {"test", "train", "gate", "publish", "promote"} <= known  # the parser reads the Makefile
     for stage in plans["first"]["stages"]:
         commands = [step for step in stage["steps"] if "sh" in step]
-        if stage["name"] == "Approve":
+        if stage["name"].startswith("Approve"):
             assert commands == []
             continue
         assert len(commands) == 1, stage["name"]
@@ -183,6 +196,13 @@ def test_no_secret_can_be_interpolated_into_a_shell_command(plans):
     aws_stages = [s for s in plans["first"]["stages"]
                   if any(t in ("gate", "publish", "promote", "rollout-model", "push", "deploy")
                          for step in s["steps"] for t in make_targets(step))]
+    infra_stages = [s for s in plans["infra"]["stages"]
+                    if {"stack-plan", "stack-deploy", "stack-smoke"} & {t for step in s["steps"]
+                                                                        for t in make_targets(step)}]
+    assert len(infra_stages) == 3
+    for stage in infra_stages:  # CloudFormation needs more than the deployer policy: its own credentials
+        assert any(w.startswith("withCredentials([aws(credentialsId: aws-mlops-infra)])")
+                   for step in stage["steps"] for w in step.get("within", [])), stage["name"]
     for stage in aws_stages:
         assert any(w.startswith("withCredentials([aws(credentialsId: aws-mlops)])")
                    for w in stage["steps"][0]["within"]), stage["name"]
@@ -198,10 +218,10 @@ def test_gitlab_trigger_status_options_and_reports(plans):
     assert options["gitLabConnection"] == ["gitlab"]
     assert {"timestamps", "disableConcurrentBuilds", "timeout", "buildDiscarder"} <= options.keys()
     choices = {p["name"]: p.get("choices") for p in plan["parameters"]}
-    assert choices["PIPELINE"] == ["auto", "train", "deploy", "e2e"]
+    assert choices["PIPELINE"] == ["auto", "train", "deploy", "infra", "e2e"]
     assert {"name": "cron", "args": ["H 3 * * *"]} in plan["triggers"]
     for stage in plan["stages"]:
-        if stage["name"] != "Approve":
+        if not stage["name"].startswith("Approve"):
             assert f"gitlabCommitStatus(name: {stage['name']})" in stage["steps"][0]["within"]
     always = {step["step"]: step["args"][0] for step in plan["post"]["always"]}
     assert always["junit"]["testResults"] == "reports/*.xml"
