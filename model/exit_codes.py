@@ -1,6 +1,6 @@
 """The exit codes of every command the project ships, defined once.
 
-`python -m model`, `scripts/rollout`, `scripts/build-image`, `scripts/push-image`,
+`python -m model`, `scripts/rollout`, `scripts/stack`, `scripts/build-image`, `scripts/push-image`,
 `scripts/smoke-image`, `scripts/register-task-def` and `scripts/pipeline-local` all exit with these
 codes, and each prints one line `error: ...` on stderr when the code is not 0. The errors of the
 model and deploy packages carry their code (`exit_code`); the README's table is generated from

@@ -36,6 +36,7 @@ def test_every_code_is_documented_once():
     [str(ROOT / "scripts/build-image"), "--help"],
     [str(ROOT / "scripts/register-task-def"), "--help"],
     [str(ROOT / "scripts/pipeline-local"), "--help"],
+    [str(ROOT / "scripts/stack"), "deploy", "--help"],
 ])
 def test_every_command_prints_the_table_in_its_help(command):
     result = subprocess.run(command, capture_output=True, text=True, timeout=60, cwd=ROOT)

@@ -7,7 +7,7 @@ import subprocess
 import pytest
 from helpers import ROOT
 
-SCRIPTS = ["build-image", "push-image", "smoke-image", "register-task-def"]
+SCRIPTS = ["build-image", "push-image", "smoke-image", "register-task-def", "stack"]
 
 
 def run(*args, env=None):
