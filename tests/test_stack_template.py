@@ -94,7 +94,9 @@ def test_the_service_deploys_safely_behind_the_load_balancer(rendered):
     assert service["LaunchType"] == "FARGATE"
     config = service["DeploymentConfiguration"]
     assert config == {"MinimumHealthyPercent": 100, "MaximumPercent": 200,
-                      "DeploymentCircuitBreaker": {"Enable": True, "Rollback": True}}
+                      "DeploymentCircuitBreaker": {"Enable": True, "Rollback": True},
+                      "Alarms": {"AlarmNames": [{"Ref": "Target5xxAlarm"}, {"Ref": "UnhealthyHostsAlarm"}],
+                                 "Enable": True, "Rollback": True}}
     assert service["NetworkConfiguration"]["AwsvpcConfiguration"]["SecurityGroups"] == [
         {"Fn::GetAtt": ["ServiceSecurityGroup", "GroupId"]}]
     group = rendered["Resources"]["TargetGroup"]["Properties"]
