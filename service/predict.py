@@ -192,6 +192,38 @@ class Predictor:
                     )
         raise InvalidInput("the instances contain a value that is not a finite number")
 
+    def _overflow(self, matrix, proba) -> None:
+        """Refuse a batch whose finite inputs overflow inside the model, naming the row and value.
+
+        Values near ±1.8e308 are finite but overflow once the model scales or weighs them; then
+        scikit-learn refuses the input ("Input X contains infinity"), and so does the service: a
+        probability that is not a number is never returned.
+        """
+        i = int(np.flatnonzero(~np.isfinite(proba).all(axis=1))[0])
+        where = ""
+        if self.kind == "tabular":
+            with np.errstate(all="ignore"):
+                row = np.asarray(matrix[i], dtype=np.float64)
+                scaled = self._scaled(row)
+            bad = np.flatnonzero(~np.isfinite(scaled)) if scaled is not None else []
+            j = int(bad[0]) if len(bad) else int(np.argmax(np.abs(row)))
+            where = f"[{j}] ({self.features[j]}) = {row[j]:.6g}"
+        raise InvalidInput(
+            f"instances[{i}]{where} is too large for this model: its arithmetic overflows (scikit-learn "
+            "refuses such input too); send values within the range the model was trained on"
+        )
+
+    def _scaled(self, row):
+        """The row after the pipeline's scaler, when it has one (else None)."""
+        steps = getattr(self.estimator, "steps", None)
+        if not steps or not hasattr(steps[0][1], "transform") or self.kind != "tabular":
+            return None
+        try:
+            with self._fast_context(assume_finite=True):
+                return steps[0][1].transform(row[None, :])[0]
+        except (ValueError, TypeError, FloatingPointError):
+            return None
+
     def warm_up(self) -> None:
         """Predict the manifest's example once: proves the model runs, and the first real request
         does not pay for lazy initialisation inside numpy/scikit-learn."""
@@ -202,12 +234,17 @@ class Predictor:
     # -- prediction -----------------------------------------------------------------------
     def predict(self, matrix) -> tuple[list[dict], list]:
         """Predictions (label + probability per class) and the labels alone, for metrics."""
-        if self._direct is not None:
-            proba = self._direct(matrix)
-        else:
-            # Finiteness was checked above, so sklearn's own (slower) check is skipped.
-            with self._fast_context(assume_finite=True):
-                proba = self.estimator.predict_proba(matrix)
+        # Overflow shows in the output, which is checked below: numpy's warnings would only reach the
+        # log as plain-text lines between the JSON ones.
+        with np.errstate(all="ignore"):
+            if self._direct is not None:
+                proba = self._direct(matrix)
+            else:
+                # Finiteness was checked above, so sklearn's own (slower) check is skipped.
+                with self._fast_context(assume_finite=True):
+                    proba = self.estimator.predict_proba(matrix)
+        if not np.isfinite(proba).all():
+            self._overflow(matrix, proba)
         labels, keys = self.labels, self.keys
         chosen = [labels[k] for k in proba.argmax(axis=1).tolist()]
         return [
