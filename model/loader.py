@@ -2,11 +2,17 @@
 
 This is the function the service calls in each worker when it starts. The sha256 is checked on the
 exact bytes that are unpickled, so nothing can change the file between the check and the load.
+
+With a cache folder, every successful load also records the version as the *last good* one for its
+selector (this store, this model, this alias or pinned version): `load_last_good` loads it from the
+cache alone, verified again, for a worker that starts while the store cannot be reached.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,10 +49,20 @@ def check_compatible(manifest: dict, running: dict | None = None) -> None:
         )
 
 
+def _store_folder(cache_dir: Path, store_uri: str) -> Path:
+    """The cache of one store: two stores may both have a `digits` with a `production` alias."""
+    return Path(cache_dir) / hashlib.sha256(store_uri.encode()).hexdigest()[:16]
+
+
+def cached_artifact(cache_dir: Path, store_uri: str, name: str, version: str) -> Path:
+    """Where the cache keeps a version's pickle."""
+    return _store_folder(cache_dir, store_uri) / name / version / ARTIFACT_FILE
+
+
 def _cached_bytes(store: ModelStore, manifest: dict, cache_dir: Path | None) -> bytes:
     if cache_dir is None:
         return store.read_artifact(manifest["name"], manifest["version"])
-    path = Path(cache_dir) / manifest["name"] / manifest["version"] / ARTIFACT_FILE
+    path = cached_artifact(cache_dir, store.uri, manifest["name"], manifest["version"])
     if path.is_file():
         data = path.read_bytes()
         if sha256_bytes(data) == manifest["artifact"]["sha256"]:
@@ -69,12 +85,58 @@ def load_model(
     cache_dir: Path | None = None,
 ) -> LoadedModel:
     """Resolve (a pinned `version` wins over `alias`), verify and unpickle a model."""
-    import joblib
-
     resolved = store.resolve(name, alias=alias, version=version)
     manifest = store.manifest(name, resolved)
     check_compatible(manifest)
     data = _cached_bytes(store, manifest, cache_dir)
+    loaded = _unpickle(data, manifest)
+    if cache_dir is not None:
+        _remember(Path(cache_dir), store.uri, name, alias, version, manifest)
+    return loaded
+
+
+def _selector_file(cache_dir: Path, store_uri: str, name: str, alias: str | None,
+                   version: str | None) -> Path:
+    selector = f"version-{version}" if version else f"alias-{alias or 'production'}"
+    return _store_folder(cache_dir, store_uri) / name / "last-good" / f"{selector}.json"
+
+
+def _remember(cache_dir: Path, store_uri: str, name: str, alias, version, manifest: dict) -> None:
+    path = _selector_file(cache_dir, store_uri, name, alias, version)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    tmp.write_text(json.dumps(manifest))
+    os.replace(tmp, path)
+
+
+def load_last_good(
+    store: ModelStore,
+    name: str,
+    *,
+    alias: str | None = None,
+    version: str | None = None,
+    cache_dir: Path,
+) -> LoadedModel | None:
+    """The last version loaded for this selector, from the cache only (verified again); None if none.
+
+    `store` only names the store (its URI is part of the key): nothing is read from it.
+
+    IntegrityError if the cached pickle no longer matches the sha256 its manifest recorded.
+    """
+    path = _selector_file(Path(cache_dir), store.uri, name, alias, version)
+    try:
+        manifest = json.loads(path.read_text())
+        data = cached_artifact(cache_dir, store.uri, manifest["name"], manifest["version"]).read_bytes()
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    check_compatible(manifest)
+    return _unpickle(data, manifest)
+
+
+def _unpickle(data: bytes, manifest: dict) -> LoadedModel:
+    import joblib
+
+    name, resolved = manifest["name"], manifest["version"]
     verify_bytes(data, manifest)
     try:
         estimator = joblib.load(io.BytesIO(data))

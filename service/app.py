@@ -195,7 +195,10 @@ def _register_routes(app: Flask, service: Service) -> None:
 
     def ready():
         model = predictor()
-        return _json_response({"status": "ready", "model": model.info})
+        body = {"status": "ready", "model": model.info}
+        if holder.degraded:
+            body["degraded"] = holder.degraded
+        return _json_response(body)
 
     app.add_url_rule("/predict", "predict", predict, methods=["POST"])
     app.add_url_rule("/invocations", "invocations", predict, methods=["POST"])
@@ -208,7 +211,8 @@ def _register_routes(app: Flask, service: Service) -> None:
 
     @app.get("/model")
     def model_manifest():
-        return _json_response(predictor().manifest)
+        manifest = predictor().manifest
+        return _json_response({**manifest, "degraded": holder.degraded} if holder.degraded else manifest)
 
     @app.get("/metrics")
     def metrics_text():

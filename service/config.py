@@ -48,6 +48,17 @@ class Settings:
     retry_max: float = 30.0
 
     @property
+    def cache_dir(self) -> str:
+        """Where verified pickles and each selector's last good version are kept: MODEL_CACHE_DIR,
+        else a folder of this user's in the temp directory (it survives a SIGHUP, not the machine)."""
+        if self.model_cache_dir:
+            return self.model_cache_dir
+        import os
+        import tempfile
+
+        return os.path.join(tempfile.gettempdir(), f"model-service-cache-{os.getuid()}")
+
+    @property
     def address(self) -> str:
         """The host:port gunicorn binds: BIND if set (a host, or host:port), else HOST:PORT."""
         if self.bind:

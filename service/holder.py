@@ -1,8 +1,11 @@
 """The model a worker serves: loaded and verified once, retried in the background until it is.
 
-A worker never serves predictions without a verified model. If the store is unreachable or the
-model missing when the worker starts, the worker stays up (liveness is fine, readiness is not) and
-a daemon thread keeps retrying with capped exponential backoff.
+A worker never serves predictions without a verified model. If the store cannot be reached when the
+worker starts, it serves the *last good* version of its selector from the local cache (verified by
+sha256 again) and says so: `degraded` names the reason on /ready and /model. A daemon thread keeps
+trying the store with capped exponential backoff; once it answers, the worker switches to what the
+alias names (or just clears `degraded` when that is the version it already serves). With nothing
+cached, the worker stays up without a model (liveness fine, readiness 503) until the store answers.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 from service.config import Settings
 from service.predict import Predictor
@@ -23,12 +27,13 @@ class ModelHolder:
     def __init__(self, settings: Settings, on_loaded: Callable[[Predictor], None] | None = None):
         self._settings = settings
         self._on_loaded = on_loaded
-        self._loaded = threading.Event()
+        self._first_attempt = threading.Event()
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self.predictor: Predictor | None = None
         self.error = "the model is not loaded yet"
+        self.degraded = ""  # why the version served is the cached last good one, if it is
         self.attempts = 0
 
     @property
@@ -36,16 +41,18 @@ class ModelHolder:
         return self.predictor is not None
 
     def start(self, wait: float | None = None) -> bool:
-        """Start loading in a background thread; wait up to `wait` s (default MODEL_LOAD_WAIT).
+        """Start loading in a background thread; wait for its first attempt (at most `wait` s,
+        default MODEL_LOAD_WAIT). Returns whether a model is being served.
 
-        Returns whether the model is ready. Waiting first keeps a fresh worker (e.g. after a reload)
-        from answering 503 while a healthy store is still being read.
+        The first attempt either loads from the store or, if the store cannot be reached, from the
+        cache; a store that fails fast (a missing folder, a refused connection) does not hold up
+        the worker's first connections.
         """
         with self._lock:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="model-loader", daemon=True)
                 self._thread.start()
-        self._loaded.wait(self._settings.load_wait if wait is None else wait)
+        self._first_attempt.wait(self._settings.load_wait if wait is None else wait)
         return self.ready
 
     def stop(self) -> None:
@@ -58,39 +65,67 @@ class ModelHolder:
             self.attempts += 1
             try:
                 predictor = self._load()
-            except Exception as exc:  # any failure means "not ready yet": keep the worker alive
+            except Exception as exc:  # any failure means "not from the store yet": keep the worker alive
                 self.error = f"cannot load model: {exc}"
-                log.warning(
-                    "model load failed; retrying",
-                    extra={"error": str(exc), "attempt": self.attempts, "retry_in_s": delay},
-                )
+                if self.predictor is None:
+                    self._fall_back(exc)
+                log.warning("model load failed; retrying",
+                            extra={"error": str(exc), "attempt": self.attempts, "retry_in_s": delay,
+                                   "serving": self.predictor.info if self.predictor else None})
+                self._first_attempt.set()
                 if self._stop.wait(delay):
                     return
                 delay = min(max(delay, 0.05) * 2, self._settings.retry_max)
                 continue
-            if self._on_loaded:
-                self._on_loaded(predictor)
-            self.predictor = predictor
-            self.error = ""
-            self._loaded.set()
-            log.info(
-                "model loaded",
-                extra={"model": predictor.info, "attempt": self.attempts, "path": predictor.path},
-            )
+            self._serve(predictor, degraded="")
+            self._first_attempt.set()
             return
+
+    def _serve(self, predictor: Predictor, *, degraded: str) -> None:
+        if self._on_loaded:
+            self._on_loaded(predictor)
+        self.predictor = predictor
+        self.degraded = degraded
+        self.error = ""
+        log.info("model loaded", extra={"model": predictor.info, "attempt": self.attempts,
+                                        "path": predictor.path, "degraded": degraded or None})
+
+    def _fall_back(self, cause: Exception) -> None:
+        """Serve the last good version from the cache, if there is one (and it still verifies)."""
+        from model.errors import IncompatibleError, IntegrityError
+        from model.loader import load_last_good
+        from model.store import ModelStore
+
+        if isinstance(cause, IntegrityError | IncompatibleError):
+            return  # the store answered: what it names is refused, not unreachable
+        s = self._settings
+        try:
+            loaded = load_last_good(ModelStore(s.model_store), s.model_name, alias=s.model_alias,
+                                    version=s.model_version, cache_dir=Path(s.cache_dir))
+            if loaded is None:
+                return
+            predictor = Predictor(loaded.estimator, loaded.manifest, max_batch=s.max_batch)
+            predictor.warm_up()
+        except Exception as exc:
+            log.warning("the cached last good model is unusable", extra={"error": str(exc)})
+            return
+        self._serve(predictor, degraded=f"the model store cannot be reached ({cause}); serving the last "
+                                        f"verified version {loaded.version} from the local cache")
 
     def _load(self) -> Predictor:
         from model.loader import load_model
         from model.store import ModelStore
 
         s = self._settings
-        loaded = load_model(
-            ModelStore(s.model_store),
-            s.model_name,
-            alias=s.model_alias,
-            version=s.model_version,
-            cache_dir=s.model_cache_dir,
-        )
+        current = self.predictor
+        store = ModelStore(s.model_store)
+        if current is not None:
+            # Serving the cached version: keep its predictor if the store names the same one.
+            wanted = store.resolve(s.model_name, alias=s.model_alias, version=s.model_version)
+            if wanted == current.info["version"]:
+                return current
+        loaded = load_model(store, s.model_name, alias=s.model_alias, version=s.model_version,
+                            cache_dir=Path(s.cache_dir))
         predictor = Predictor(loaded.estimator, loaded.manifest, max_batch=s.max_batch)
         predictor.warm_up()
         return predictor

@@ -93,6 +93,8 @@ def build_spec(predictor: Predictor | None, max_batch: int, max_body_bytes: int)
         },
     }
     status = {"200": json_response("OK", "Status"), "503": json_response("Not ready", "Error")}
+    degraded = ("present only while the store cannot be reached and the last verified version is "
+                "served from the local cache: why")
     title = "Model prediction service"
     if predictor is not None:
         title += f": {predictor.info['name']} {predictor.info['version']}"
@@ -206,11 +208,13 @@ def build_spec(predictor: Predictor | None, max_batch: int, max_body_bytes: int)
                 "Status": {
                     "type": "object",
                     "required": ["status"],
-                    "properties": {"status": {"type": "string"}, "model": {"$ref": ref + "ModelRef"}},
+                    "properties": {"status": {"type": "string"}, "model": {"$ref": ref + "ModelRef"},
+                                   "degraded": {"type": "string", "description": degraded}},
                 },
                 "Manifest": {
                     "type": "object",
                     "required": ["name", "version", "classes", "input_schema", "metrics"],
+                    "properties": {"degraded": {"type": "string", "description": degraded}},
                 },
                 "Error": {
                     "type": "object",

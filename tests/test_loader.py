@@ -74,7 +74,9 @@ def test_cache_is_used_and_never_trusted(published, tmp_path):
     store, manifest = published
     cache = tmp_path / "cache"
     load_model(store, "digits", cache_dir=cache)
-    cached = cache / "digits" / manifest["version"] / "model.joblib"
+    from model.loader import cached_artifact
+
+    cached = cached_artifact(cache, store.uri, "digits", manifest["version"])
     assert cached.read_bytes() == store.read_artifact("digits", manifest["version"])
     cached.write_bytes(b"corrupted cache")
     # A bad cache entry is replaced from the store, not loaded.
