@@ -13,6 +13,10 @@ from dataclasses import dataclass, fields
 from model.store import DEFAULT_ALIAS, DEFAULT_NAME, DEFAULT_STORE
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+# sync: fastest (README: Performance); a slow client holds a whole worker, which is safe behind a
+# load balancer that buffers requests (the ALB). gevent: requests are read asynchronously, so slow
+# clients cost sockets, not workers; for a service reached directly, at a measured price.
+WORKER_CLASSES = ("sync", "gevent")
 
 
 class ConfigError(ValueError):
@@ -32,6 +36,7 @@ class Settings:
     port: int = 8080
     bind: str | None = None
     workers: int = 2
+    worker_class: str = "sync"
     max_batch: int = 1000
     max_body_bytes: int = 1024 * 1024
     log_level: str = "INFO"
@@ -102,6 +107,10 @@ class Settings:
         log_level = (get("LOG_LEVEL") or defaults["log_level"]).upper()
         if log_level not in LOG_LEVELS:
             raise ConfigError(f"LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, got {log_level!r}")
+        worker_class = (get("WORKER_CLASS") or defaults["worker_class"]).lower()
+        if worker_class not in WORKER_CLASSES:
+            raise ConfigError(f"WORKER_CLASS must be one of {', '.join(WORKER_CLASSES)}, "
+                              f"got {worker_class!r}")
         settings = cls(
             model_store=get("MODEL_STORE") or defaults["model_store"],
             model_name=get("MODEL_NAME") or defaults["model_name"],
@@ -112,6 +121,7 @@ class Settings:
             port=integer("PORT", "port"),
             bind=get("BIND"),
             workers=integer("WEB_CONCURRENCY", "workers"),
+            worker_class=worker_class,
             max_batch=integer("MAX_BATCH", "max_batch"),
             max_body_bytes=integer("MAX_BODY_BYTES", "max_body_bytes", minimum=64),
             log_level=log_level,

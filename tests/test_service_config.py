@@ -85,6 +85,7 @@ def test_bind_address(env, address):
         ({"MAX_BATCH": "-5"}, "MAX_BATCH must be at least 1"),
         ({"MAX_BODY_BYTES": "1"}, "MAX_BODY_BYTES must be at least 64"),
         ({"LOG_LEVEL": "loud"}, "LOG_LEVEL must be one of"),
+        ({"WORKER_CLASS": "threads"}, "WORKER_CLASS must be one of sync, gevent"),
         ({"GUNICORN_GRACEFUL_TIMEOUT": "30"}, "must be below GUNICORN_TIMEOUT (30)"),
         ({"MODEL_LOAD_WAIT": "x"}, "MODEL_LOAD_WAIT must be a number of seconds"),
         ({"MODEL_LOAD_WAIT": "45"}, "MODEL_LOAD_WAIT (45.0) must be below GUNICORN_TIMEOUT"),
