@@ -58,19 +58,30 @@ class LocalBackend:
         """A complete, fsynced temp file beside `path`, with a normal file mode."""
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        _publish_mode(tmp)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            _publish_mode(tmp)
+        except BaseException:
+            # A full disk (or an interrupt) must not leave a half-written temp file behind.
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
         return tmp
 
     def write(self, key: str, data: bytes) -> None:
         """Write an object atomically (temp file, fsync, rename): readers never see half of it."""
         path = self._path(key)
+        tmp = None
         try:
-            os.replace(self._staged(path, data), path)
+            tmp = self._staged(path, data)
+            os.replace(tmp, path)
         except OSError as exc:
+            if tmp:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
             raise StoreError(f"cannot write {key} to {self.uri}: {exc.strerror}") from None
 
     def create(self, key: str, data: bytes) -> None:

@@ -19,6 +19,10 @@ from model.store import DEFAULT_ALIAS, DEFAULT_NAME, DEFAULT_STORE
 
 def _settings(args) -> tuple[str, str]:
     # The CLI's only configuration read: flags win over MODEL_STORE / MODEL_NAME.
+    for flag, value in (("--store", args.store), ("--name", args.name)):
+        if value is not None and not value.strip():
+            # `--name ""` (an unset shell variable) must not quietly mean the default model.
+            raise UsageError(f"{flag} was given an empty value")
     store = args.store or os.environ.get("MODEL_STORE") or DEFAULT_STORE
     name = args.name or os.environ.get("MODEL_NAME") or DEFAULT_NAME
     return store, name
@@ -113,13 +117,20 @@ def cmd_gate(args) -> int:
 
 
 def cmd_list(args) -> int:
+    from model.errors import IntegrityError
+
     store = _store(args)
     _, name = _settings(args)
     versions = store.versions(name)
     aliases = store.aliases(name)
-    rows = []
+    rows, unreadable = [], []
     for version in versions:
-        manifest = store.manifest(name, version)
+        try:
+            manifest = store.manifest(name, version)
+        except IntegrityError as exc:  # one bad manifest must not hide the others
+            unreadable.append(f"{version}: {exc}")
+            rows.append({"version": version, "error": str(exc)})
+            continue
         rows.append(
             {
                 "version": version,
@@ -131,7 +142,23 @@ def cmd_list(args) -> int:
         )
     if args.json:
         print(json.dumps({"name": name, "store": store.uri, "versions": rows}, indent=2))
-        return 0
+    elif not rows:
+        print(f"{name}: no versions in {store.uri}")
+    else:
+        print(f"{name} in {store.uri}")
+        print(f"{'VERSION':<27} {'CREATED':<21} {'ACCURACY':>8} {'MACRO_F1':>8}  ALIASES")
+        for row in rows:
+            if "error" in row:
+                print(f"{row['version']:<27} UNREADABLE MANIFEST (python -m model show --version "
+                      f"{row['version']})")
+                continue
+            print(
+                f"{row['version']:<27} {row['created_at']:<21} {row['accuracy']:>8.4f} "
+                f"{row['macro_f1']:>8.4f}  {', '.join(row['aliases'])}"
+            )
+    if unreadable:
+        raise IntegrityError(f"{len(unreadable)} version(s) have an unreadable manifest: {unreadable[0]}")
+    return 0
     if not rows:
         print(f"{name}: no versions in {store.uri}")
         return 0

@@ -1,0 +1,70 @@
+"""The smaller faults of issue 10, each reproduced: a full disk, a corrupt manifest, an empty name,
+numpy's warnings in the log."""
+
+from __future__ import annotations
+
+import errno
+import json
+
+import pytest
+from helpers import run_cli
+
+from model.errors import StoreError
+
+
+def test_a_full_disk_leaves_no_temp_file_behind(tmp_path, monkeypatch):
+    from model.backends import open_backend
+
+    backend = open_backend(str(tmp_path / "store"))
+    real_fsync = __import__("os").fsync
+
+    def disk_full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr("os.fsync", disk_full)
+    with pytest.raises(StoreError, match="No space left on device"):
+        backend.write("digits/versions/v/model.joblib", b"x" * 1000)
+    with pytest.raises(StoreError, match="No space left on device"):
+        backend.create("digits/versions/v/manifest.json", b"{}")
+    monkeypatch.setattr("os.fsync", real_fsync)
+    leftovers = [p for p in (tmp_path / "store").rglob("*") if p.is_file()]
+    assert leftovers == [], leftovers
+
+
+def test_one_corrupt_manifest_does_not_hide_the_others(local_store, trained_digits):
+    from datetime import UTC, datetime
+
+    from model.artifact import new_version
+    from model.store import ModelStore
+
+    store = ModelStore(local_store)
+    artifact, manifest = trained_digits
+    version = new_version(datetime(2031, 1, 1, tzinfo=UTC), manifest["artifact"]["sha256"])
+    store.publish(artifact, {**manifest, "version": version})
+    manifest_file = next(p for p in __import__("pathlib").Path(local_store).rglob("manifest.json")
+                         if version in str(p))
+    manifest_file.write_text("{not json")
+
+    result = run_cli("list", "--store", local_store)
+    assert result.returncode == 6, result.stderr
+    assert manifest["version"] in result.stdout  # the good version is still listed
+    assert f"{version}   UNREADABLE MANIFEST" in result.stdout
+    assert result.stderr.startswith(f"error: 1 version(s) have an unreadable manifest: {version}: ")
+    listed = json.loads(run_cli("list", "--store", local_store, "--json").stdout)
+    assert [row.get("error") is not None for row in listed["versions"]].count(True) == 1
+
+
+@pytest.mark.parametrize("flag", ["--name", "--store"])
+def test_an_empty_name_or_store_is_refused_not_the_default(local_store, flag):
+    result = run_cli("list", "--store", local_store, flag, "")
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"error: {flag} was given an empty value"
+
+
+def test_numpy_warnings_never_reach_the_log_as_plain_text(gunicorn_server):
+    import requests
+
+    requests.post(gunicorn_server.url + "/predict", json={"instances": [[1e308] * 64]}, timeout=10)
+    requests.post(gunicorn_server.url + "/predict", json={"instances": [[-1e300] * 64]}, timeout=10)
+    plain = [line for line in gunicorn_server.log().splitlines() if line and not line.startswith("{")]
+    assert plain == [], plain[:3]
