@@ -70,7 +70,10 @@ def on_starting(server):
 
 def post_worker_init(worker):
     """Load and verify the model in this worker before it accepts requests (bounded wait)."""
+    from service import protocol_errors
     from service.app import start_model
+
+    protocol_errors.install()
 
     if start_model(worker.wsgi):
         worker.log.info("worker %s ready", worker.pid)

@@ -68,3 +68,19 @@ def test_numpy_warnings_never_reach_the_log_as_plain_text(gunicorn_server):
     requests.post(gunicorn_server.url + "/predict", json={"instances": [[-1e300] * 64]}, timeout=10)
     plain = [line for line in gunicorn_server.log().splitlines() if line and not line.startswith("{")]
     assert plain == [], plain[:3]
+
+
+def test_a_huge_header_gets_the_json_error_shape(gunicorn_server):
+    import socket
+
+    with socket.create_connection(("127.0.0.1", gunicorn_server.port), timeout=10) as sock:
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 100_000 + b"\r\n\r\n")
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.split(b"\r\n")[0].split(b" ")[1] in (b"400", b"431"), head
+    assert b"Content-Type: application/json" in head
+    error = json.loads(body)["error"]
+    assert error["code"] in ("bad_request", "header_too_large") and error["message"]
+
