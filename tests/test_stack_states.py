@@ -69,6 +69,14 @@ def expect_stack(stubber, status, **kwargs):
     stubber.add_response("describe_stacks", stack(status, **kwargs), {"StackName": "s"})
 
 
+def expect_execution_of_an_update(stubber):
+    """A reviewed change set that can run, on a stable stack, executed."""
+    stubber.add_response("describe_change_set", change_set("CREATE_COMPLETE"),
+                         {"StackName": "s", "ChangeSetName": "c"})
+    expect_stack(stubber, "UPDATE_COMPLETE")
+    stubber.add_response("execute_change_set", {}, {"StackName": "s", "ChangeSetName": "c"})
+
+
 def test_a_busy_stack_is_exit_14_and_nothing_is_made(cfn):
     client, stubber = cfn
     expect_stack(stubber, "UPDATE_IN_PROGRESS")
@@ -104,10 +112,7 @@ def test_an_empty_change_set_is_deleted_and_exit_16(cfn):
 
 def test_a_failed_update_rolled_back_by_cloudformation_is_exit_12_with_the_first_failure(cfn):
     client, stubber = cfn
-    stubber.add_response("describe_change_set", change_set("CREATE_COMPLETE"),
-                         {"StackName": "s", "ChangeSetName": "c"})
-    expect_stack(stubber, "UPDATE_COMPLETE")
-    stubber.add_response("execute_change_set", {}, {"StackName": "s", "ChangeSetName": "c"})
+    expect_execution_of_an_update(stubber)
     for status in ("UPDATE_IN_PROGRESS", "UPDATE_ROLLBACK_IN_PROGRESS", "UPDATE_ROLLBACK_COMPLETE"):
         expect_stack(stubber, status)
     stubber.add_response("describe_stack_events", {"StackEvents": [
@@ -125,10 +130,7 @@ def test_a_failed_update_rolled_back_by_cloudformation_is_exit_12_with_the_first
 
 def test_a_failed_rollback_is_exit_13(cfn):
     client, stubber = cfn
-    stubber.add_response("describe_change_set", change_set("CREATE_COMPLETE"),
-                         {"StackName": "s", "ChangeSetName": "c"})
-    expect_stack(stubber, "UPDATE_COMPLETE")
-    stubber.add_response("execute_change_set", {}, {"StackName": "s", "ChangeSetName": "c"})
+    expect_execution_of_an_update(stubber)
     expect_stack(stubber, "UPDATE_ROLLBACK_FAILED")
     stubber.add_response("describe_stack_events", {"StackEvents": [
         event("Bucket", "UPDATE_FAILED", "bucket not empty")]}, {"StackName": "s"})
@@ -139,10 +141,7 @@ def test_a_failed_rollback_is_exit_13(cfn):
 
 def test_an_interrupted_update_is_cancelled_and_rolled_back(cfn):
     client, stubber = cfn
-    stubber.add_response("describe_change_set", change_set("CREATE_COMPLETE"),
-                         {"StackName": "s", "ChangeSetName": "c"})
-    expect_stack(stubber, "UPDATE_COMPLETE")
-    stubber.add_response("execute_change_set", {}, {"StackName": "s", "ChangeSetName": "c"})
+    expect_execution_of_an_update(stubber)
     expect_stack(stubber, "UPDATE_IN_PROGRESS")  # then Ctrl-C while sleeping
     stubber.add_response("cancel_update_stack", {}, {"StackName": "s"})
     expect_stack(stubber, "UPDATE_ROLLBACK_COMPLETE")
@@ -163,10 +162,7 @@ def test_a_change_set_that_cannot_run_is_refused_before_anything(cfn):
 
 def test_success_answers_the_outputs(cfn):
     client, stubber = cfn
-    stubber.add_response("describe_change_set", change_set("CREATE_COMPLETE"),
-                         {"StackName": "s", "ChangeSetName": "c"})
-    expect_stack(stubber, "UPDATE_COMPLETE")
-    stubber.add_response("execute_change_set", {}, {"StackName": "s", "ChangeSetName": "c"})
+    expect_execution_of_an_update(stubber)
     expect_stack(stubber, "UPDATE_COMPLETE", outputs={"ServiceUrl": "http://alb"})
     assert stacks_of(client).execute("s", "c") == {"ServiceUrl": "http://alb"}
 
