@@ -58,6 +58,9 @@ class GunicornServer:
         self.env = {
             **os.environ,
             "WEB_CONCURRENCY": str(workers),
+            # A cache of its own: the default one in the temp directory outlives test sessions, and a
+            # store URI reused by a later session (a moto bucket name) would find its last good model.
+            "MODEL_CACHE_DIR": str(folder / "cache"),
             **env,
             "PORT": str(self.port),
             "PIDFILE": str(self.pidfile),
