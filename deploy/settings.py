@@ -19,6 +19,8 @@ DEFAULTS: dict[str, str | None] = {
     "MODEL_STORE": None,
     "MODEL_NAME": DEFAULT_NAME,
     "MODEL_ALIAS": DEFAULT_ALIAS,
+    # A public key (PEM) or kms:KEY: a rollout refuses a model version it did not sign.
+    "MODEL_VERIFY_KEY": None,
     "IMAGE_NAME": "model-service",
     "BASE_IMAGE": None,
     "TASK_FAMILY": "model-service",

@@ -58,7 +58,9 @@ def _publish(store, artifact: bytes, manifest: dict, args) -> None:
 
     result = check_gate(store, manifest, **_gate_kwargs(args))
     print(result.describe())
-    store.publish(artifact, manifest)
+    from model.signing import signer
+
+    store.publish(artifact, manifest, signer=signer(args.sign_key or os.environ.get("MODEL_SIGNING_KEY")))
     print(f"published {manifest['name']} {manifest['version']} to {store.uri}")
     if args.promote:
         moved = store.move_alias(manifest["name"], args.promote, manifest["version"])
@@ -195,6 +197,9 @@ def cmd_promote(args) -> int:
 
     store = _store(args)
     _, name = _settings(args)
+    verifier = _verifier(args)
+    if verifier is not None:  # never point an alias at a version the service would refuse
+        store.manifest(name, args.version, verifier=verifier)
     result = check_promotion(store, name, args.version, alias=args.alias, gate_alias=args.gate_alias,
                              metric=args.gate_metric, tolerance=args.gate_tolerance, force=args.force)
     if result is not None:
@@ -217,8 +222,25 @@ def cmd_verify(args) -> int:
 
     store = _store(args)
     _, name = _settings(args)
-    loaded = load_model(store, name, alias=args.alias, version=args.version)
-    print(f"ok: {name} {loaded.version} sha256 {loaded.manifest['artifact']['sha256']} loads")
+    verifier = _verifier(args)
+    loaded = load_model(store, name, alias=args.alias, version=args.version, verifier=verifier)
+    signed = f", signature by {verifier.key_id} valid" if verifier else ""
+    print(f"ok: {name} {loaded.version} sha256 {loaded.manifest['artifact']['sha256']} loads{signed}")
+    return 0
+
+
+def _verifier(args):
+    from model.signing import verifier
+
+    return verifier(args.verify_key or os.environ.get("MODEL_VERIFY_KEY"))
+
+
+def cmd_keygen(args) -> int:
+    from model.signing import generate_key_pair
+
+    private, public = generate_key_pair(args.folder)
+    print(f"signing key (keep it on the publishing side only): {private}")
+    print(f"verification key (give it to the service and the rollout): {public}")
     return 0
 
 
@@ -239,7 +261,13 @@ def build_parser() -> argparse.ArgumentParser:
                       help="the alias whose target is the baseline (default %(default)s)")
     gate.add_argument("--force", action="store_true", help="publish even if the gate fails")
 
+    verifying = argparse.ArgumentParser(add_help=False)
+    verifying.add_argument("--verify-key", metavar="PEM|kms:KEY",
+                           help="refuse a version not signed by this key (default $MODEL_VERIFY_KEY)")
+
     publishing = argparse.ArgumentParser(add_help=False)
+    publishing.add_argument("--sign-key", metavar="PEM|kms:KEY",
+                            help="sign the manifest with this key (default $MODEL_SIGNING_KEY)")
     publishing.add_argument("--promote", metavar="ALIAS",
                             help="move this alias to the new version after publishing")
     publishing.add_argument("--version-file", metavar="PATH",
@@ -291,7 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("resolve", parents=[common, select], help="print the version an alias names")
     p.set_defaults(func=cmd_resolve)
 
-    p = sub.add_parser("promote", parents=[common, gate],
+    p = sub.add_parser("promote", parents=[common, gate, verifying],
                        help="move an alias to a version (gated against the alias's target)")
     p.add_argument("version")
     p.add_argument("--alias", default=DEFAULT_ALIAS)
@@ -301,9 +329,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--alias", default=DEFAULT_ALIAS)
     p.set_defaults(func=cmd_rollback)
 
-    p = sub.add_parser("verify", parents=[common, select],
-                       help="download, hash-check and load a version")
+    p = sub.add_parser("verify", parents=[common, select, verifying],
+                       help="download, hash-check (and check the signature of) and load a version")
     p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("keygen", help="make an Ed25519 key pair for signing models")
+    p.add_argument("folder", type=Path, help="where signing.pem (0600) and verify.pem are written")
+    p.set_defaults(func=cmd_keygen)
     return parser
 
 

@@ -83,15 +83,20 @@ def load_model(
     alias: str | None = None,
     version: str | None = None,
     cache_dir: Path | None = None,
+    verifier=None,
 ) -> LoadedModel:
-    """Resolve (a pinned `version` wins over `alias`), verify and unpickle a model."""
+    """Resolve (a pinned `version` wins over `alias`), verify and unpickle a model.
+
+    With a `verifier` (model.signing) the version's signature is checked before anything else is
+    read: an unsigned or wrongly signed version is never unpickled.
+    """
     resolved = store.resolve(name, alias=alias, version=version)
-    manifest = store.manifest(name, resolved)
+    manifest = store.manifest(name, resolved, verifier=verifier)
     check_compatible(manifest)
     data = _cached_bytes(store, manifest, cache_dir)
     loaded = _unpickle(data, manifest)
     if cache_dir is not None:
-        _remember(Path(cache_dir), store.uri, name, alias, version, manifest)
+        _remember(Path(cache_dir), store, name, alias, version, manifest)
     return loaded
 
 
@@ -101,11 +106,15 @@ def _selector_file(cache_dir: Path, store_uri: str, name: str, alias: str | None
     return _store_folder(cache_dir, store_uri) / name / "last-good" / f"{selector}.json"
 
 
-def _remember(cache_dir: Path, store_uri: str, name: str, alias, version, manifest: dict) -> None:
-    path = _selector_file(cache_dir, store_uri, name, alias, version)
+def _remember(cache_dir: Path, store: ModelStore, name: str, alias, version, manifest: dict) -> None:
+    """Record the version as its selector's last good one: the manifest's exact bytes and signature."""
+    path = _selector_file(cache_dir, store.uri, name, alias, version)
     path.parent.mkdir(parents=True, exist_ok=True)
+    signature = store.signature(name, manifest["version"])
+    record = {"manifest": store.manifest_bytes(name, manifest["version"]).decode(),
+              "signature": signature.to_bytes().decode() if signature else None}
     tmp = path.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(manifest))
+    tmp.write_text(json.dumps(record))
     os.replace(tmp, path)
 
 
@@ -116,6 +125,7 @@ def load_last_good(
     alias: str | None = None,
     version: str | None = None,
     cache_dir: Path,
+    verifier=None,
 ) -> LoadedModel | None:
     """The last version loaded for this selector, from the cache only (verified again); None if none.
 
@@ -123,12 +133,21 @@ def load_last_good(
 
     IntegrityError if the cached pickle no longer matches the sha256 its manifest recorded.
     """
+    from model.signing import Signature
+    from model.store import parse_manifest, verify_signature
+
     path = _selector_file(Path(cache_dir), store.uri, name, alias, version)
     try:
-        manifest = json.loads(path.read_text())
-        data = cached_artifact(cache_dir, store.uri, manifest["name"], manifest["version"]).read_bytes()
-    except (OSError, ValueError, KeyError, TypeError):
+        record = json.loads(path.read_text())
+        manifest_bytes = record["manifest"].encode()
+        cached = json.loads(manifest_bytes)
+        data = cached_artifact(cache_dir, store.uri, cached["name"], cached["version"]).read_bytes()
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
+    if verifier is not None:
+        signature = Signature.from_bytes(record["signature"].encode()) if record.get("signature") else None
+        verify_signature(manifest_bytes, signature, verifier, f"cached {cached['name']} {cached['version']}")
+    manifest = parse_manifest(manifest_bytes, cached["name"], cached["version"])
     check_compatible(manifest)
     return _unpickle(data, manifest)
 

@@ -102,8 +102,12 @@ class ModelStore:
                 found.append(parts[2])
         return sorted(found, reverse=True)
 
-    def manifest(self, name: str, version: str) -> dict:
-        """The manifest of one complete version (validated)."""
+    def manifest(self, name: str, version: str, *, verifier=None) -> dict:
+        """The manifest of one complete version (validated).
+
+        With a `verifier` (model.signing) the version's signature over the manifest's exact bytes is
+        checked first: a missing or wrong signature is an IntegrityError.
+        """
         key = self._version_key(name, version, MANIFEST_FILE)
         try:
             data, _ = self.backend.read(key)
@@ -111,16 +115,24 @@ class ModelStore:
             if not self.versions(name):
                 raise NotFoundError(f"model {name!r} has no versions in {self.uri}") from None
             raise NotFoundError(f"version {version!r} of model {name!r} not found") from None
+        if verifier is not None:
+            verify_signature(data, self.signature(name, version), verifier, f"{name} {version}")
+        return parse_manifest(data, name, version)
+
+    def manifest_bytes(self, name: str, version: str) -> bytes:
+        """The manifest exactly as stored (what a signature covers)."""
+        data, _ = self.backend.read(self._version_key(name, version, MANIFEST_FILE))
+        return data
+
+    def signature(self, name: str, version: str):
+        """The version's model.signing.Signature, or None if it was published unsigned."""
+        from model.signing import SIGNATURE_FILE, Signature
+
         try:
-            manifest = json.loads(data)
-        except ValueError:
-            raise IntegrityError(f"manifest of {name} {version} is not valid JSON") from None
-        validate_manifest(manifest)
-        if manifest["name"] != name or manifest["version"] != version:
-            raise IntegrityError(
-                f"manifest at {name}/{version} describes {manifest['name']}/{manifest['version']}"
-            )
-        return manifest
+            data, _ = self.backend.read(self._version_key(name, version, SIGNATURE_FILE))
+        except NotFoundError:
+            return None
+        return Signature.from_bytes(data)
 
     def read_artifact(self, name: str, version: str) -> bytes:
         """The pickle's bytes, unverified: callers check them against the manifest."""
@@ -130,11 +142,11 @@ class ModelStore:
             raise IntegrityError(f"artifact of {name} {version} is missing") from None
         return data
 
-    def publish(self, artifact: bytes, manifest: dict) -> dict:
-        """Publish a new version: the pickle first, the manifest last (create-only).
+    def publish(self, artifact: bytes, manifest: dict, *, signer=None) -> dict:
+        """Publish a new version: the pickle first, then its signature, the manifest last (create-only).
 
-        The version id comes from the manifest. If the manifest write fails, the orphan pickle is
-        removed on a best-effort basis; either way the version is not listed.
+        The version id comes from the manifest. With a `signer` (model.signing) the manifest's bytes
+        are signed. A version is not listed until its manifest exists.
         """
         validate_manifest(manifest)
         name, version = manifest["name"], manifest["version"]
@@ -142,8 +154,13 @@ class ModelStore:
         manifest_key = self._version_key(name, version, MANIFEST_FILE)
         if self.backend.exists(manifest_key):
             raise ConflictError(f"version {version} of {name} already exists; versions are immutable")
+        body = _dump(manifest)
         self.backend.write(self._version_key(name, version, ARTIFACT_FILE), artifact)
-        self.backend.create(manifest_key, _dump(manifest))
+        if signer is not None:
+            from model.signing import SIGNATURE_FILE
+
+            self.backend.write(self._version_key(name, version, SIGNATURE_FILE), signer.sign(body).to_bytes())
+        self.backend.create(manifest_key, body)
         return manifest
 
     # -- aliases --------------------------------------------------------------------------
@@ -213,6 +230,30 @@ class ModelStore:
                 raise NotFoundError(f"model {name!r} has no versions in {self.uri}")
             raise NotFoundError(f"alias {alias!r} of model {name!r} is not set")
         return record.version
+
+
+def parse_manifest(data: bytes, name: str, version: str) -> dict:
+    """A manifest's bytes as a validated dict that describes `name` `version`."""
+    try:
+        manifest = json.loads(data)
+    except ValueError:
+        raise IntegrityError(f"manifest of {name} {version} is not valid JSON") from None
+    validate_manifest(manifest)
+    if manifest["name"] != name or manifest["version"] != version:
+        raise IntegrityError(
+            f"manifest at {name}/{version} describes {manifest['name']}/{manifest['version']}"
+        )
+    return manifest
+
+
+def verify_signature(manifest_bytes: bytes, signature, verifier, what: str) -> None:
+    """IntegrityError unless `signature` is `verifier`'s valid signature over `manifest_bytes`."""
+    if signature is None:
+        raise IntegrityError(f"{what} is not signed, and a verification key is configured")
+    try:
+        verifier.verify(manifest_bytes, signature)
+    except IntegrityError as exc:
+        raise IntegrityError(f"{what}: {exc}") from None
 
 
 def _dump(obj: dict) -> bytes:

@@ -7,6 +7,7 @@ the gunicorn config both call it, so a variable means the same thing everywhere.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 
@@ -32,6 +33,8 @@ class Settings:
     model_alias: str = DEFAULT_ALIAS
     model_version: str | None = None
     model_cache_dir: str | None = None
+    # A public key (PEM) or kms:KEY: versions not signed by it are refused before unpickling.
+    verify_key: str | None = None
     host: str = "127.0.0.1"
     port: int = 8080
     bind: str | None = None
@@ -58,7 +61,6 @@ class Settings:
         else a folder of this user's in the temp directory (it survives a SIGHUP, not the machine)."""
         if self.model_cache_dir:
             return self.model_cache_dir
-        import os
         import tempfile
 
         return os.path.join(tempfile.gettempdir(), f"model-service-cache-{os.getuid()}")
@@ -117,6 +119,7 @@ class Settings:
             model_alias=get("MODEL_ALIAS") or defaults["model_alias"],
             model_version=get("MODEL_VERSION"),
             model_cache_dir=get("MODEL_CACHE_DIR"),
+            verify_key=get("MODEL_VERIFY_KEY"),
             host=get("HOST") or defaults["host"],
             port=integer("PORT", "port"),
             bind=get("BIND"),
@@ -133,6 +136,9 @@ class Settings:
             retry_initial=number("MODEL_RETRY_INITIAL", "retry_initial"),
             retry_max=number("MODEL_RETRY_MAX", "retry_max"),
         )
+        key = settings.verify_key
+        if key and not key.startswith("kms:") and not os.path.isfile(key):
+            raise ConfigError(f"MODEL_VERIFY_KEY names no file: {key!r} (a PEM public key, or kms:KEY)")
         if settings.port > 65535:
             raise ConfigError(f"PORT must be at most 65535, got {settings.port}")
         if settings.graceful_timeout >= settings.timeout:

@@ -101,7 +101,8 @@ class ModelHolder:
         s = self._settings
         try:
             loaded = load_last_good(ModelStore(s.model_store), s.model_name, alias=s.model_alias,
-                                    version=s.model_version, cache_dir=Path(s.cache_dir))
+                                    version=s.model_version, cache_dir=Path(s.cache_dir),
+                                    verifier=self._verifier())
             if loaded is None:
                 return
             predictor = Predictor(loaded.estimator, loaded.manifest, max_batch=s.max_batch)
@@ -111,6 +112,12 @@ class ModelHolder:
             return
         self._serve(predictor, degraded=f"the model store cannot be reached ({cause}); serving the last "
                                         f"verified version {loaded.version} from the local cache")
+
+    def _verifier(self):
+        """The signature verifier MODEL_VERIFY_KEY names (None: signatures are not required)."""
+        from model.signing import verifier
+
+        return verifier(self._settings.verify_key)
 
     def _load(self) -> Predictor:
         from model.loader import load_model
@@ -125,7 +132,7 @@ class ModelHolder:
             if wanted == current.info["version"]:
                 return current
         loaded = load_model(store, s.model_name, alias=s.model_alias, version=s.model_version,
-                            cache_dir=Path(s.cache_dir))
+                            cache_dir=Path(s.cache_dir), verifier=self._verifier())
         predictor = Predictor(loaded.estimator, loaded.manifest, max_batch=s.max_batch)
         predictor.warm_up()
         return predictor

@@ -35,6 +35,11 @@ def _gate_options(parser: argparse.ArgumentParser) -> None:
     gate.add_argument("--force", action="store_true", help="promote even if the gate refuses")
 
 
+def _signature_option(parser: argparse.ArgumentParser, env: dict) -> None:
+    parser.add_argument("--verify-key", default=env["MODEL_VERIFY_KEY"], metavar="PEM|kms:KEY",
+                        help="refuse a model version not signed by this key (default $MODEL_VERIFY_KEY)")
+
+
 def _gate(args) -> dict:
     return {"metric": args.gate_metric, "tolerance": args.gate_tolerance, "force": args.force}
 
@@ -84,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     how.add_argument("--verify-timeout", type=float, default=120.0, help="(default %(default)s)")
     how.add_argument("--dry-run", action="store_true", help="print the plan; change nothing")
     _gate_options(ecs)
+    _signature_option(ecs, env)
 
     local = sub.add_parser("local", help="a gunicorn master on this machine (SIGHUP)",
                            description=_doc("deploy.rollout.local"), epilog=text_table(),
@@ -106,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="seconds every answer must name the new version (default %(default)s)")
     local.add_argument("--dry-run", action="store_true", help="print the plan; change nothing")
     _gate_options(local)
+    _signature_option(local, env)
     return parser
 
 
@@ -135,7 +142,8 @@ def _plan_ecs(args):
     request = EcsRequest(
         cluster=args.cluster, service=args.service, model_name=args.model_name,
         model_version=args.model_version, model_alias=args.model_alias, promote=args.promote,
-        alias=args.alias, gate=_gate(args), follow_alias=args.follow_alias, image=args.image,
+        alias=args.alias, gate=_gate(args), verify_key=args.verify_key, follow_alias=args.follow_alias,
+        image=args.image,
         image_digest=args.image_digest, template=args.template,
         template_values={**template_values(settings()), "AWS_REGION": args.region,
                          "MODEL_STORE": args.store, "MODEL_NAME": args.model_name},
@@ -156,6 +164,7 @@ def _plan_local(args):
     store = _open_store(args.store)
     request = LocalRequest(pidfile=args.pidfile, store=args.store, name=args.name, alias=args.alias,
                            url=args.url, version=args.version, rollback=args.rollback, gate=_gate(args),
+                           verify_key=args.verify_key,
                            timeout=args.timeout, settle=args.settle)
     target, move = plan_local(request, store, log=say)
     return target, move, store

@@ -48,6 +48,7 @@ class EcsRequest:
     promote: str | None = None  # move `alias` to this version (gated), then pin it
     alias: str = DEFAULT_ALIAS  # the alias --promote moves
     gate: dict = field(default_factory=dict)  # check_promotion's options (metric, tolerance, force)
+    verify_key: str | None = None  # refuse a version not signed by this key (model.signing)
     follow_alias: bool = False  # no MODEL_VERSION: tasks resolve MODEL_ALIAS at start-up
     image: str | None = None  # repo:tag, looked up in ECR
     image_digest: str | None = None  # repo@sha256:..., used as is
@@ -227,10 +228,10 @@ def _model(req: EcsRequest, store, current_model: str | None, log):
         return (None if req.follow_alias else current_model), None
     if store is None:
         raise InvalidInput("a model option needs --store / MODEL_STORE")
+    version = _checked_version(req, store)
     if req.promote:
         from model.gate import check_promotion
 
-        version = store.resolve(req.model_name, version=req.promote)
         before = store.alias(req.model_name, req.alias)
         if before is None and req.follow_alias:
             raise ResourceNotFound(
@@ -243,10 +244,21 @@ def _model(req: EcsRequest, store, current_model: str | None, log):
         move = None if before and before.version == version else AliasMove(req.model_name, req.alias,
                                                                             before, version)
         return (None if req.follow_alias else version), move
-    version = store.resolve(req.model_name, alias=req.model_alias, version=req.model_version)
     if req.model_alias:
         log(f"model: alias {req.model_alias} of {req.model_name} is {version}")
     return version, None
+
+
+def _checked_version(req: EcsRequest, store) -> str:
+    """The version the request names, its signature checked when a verification key is configured."""
+    from model.signing import verifier
+
+    version = store.resolve(req.model_name, alias=None if req.promote else req.model_alias,
+                            version=req.promote or req.model_version)
+    check = verifier(req.verify_key)
+    if check is not None:
+        store.manifest(req.model_name, version, verifier=check)
+    return version
 
 
 def _short(arn: str) -> str:

@@ -59,6 +59,7 @@ class LocalRequest:
     version: str | None = None  # promote this version first
     rollback: bool = False  # move the alias back to its previous version first
     gate: dict = field(default_factory=dict)  # check_promotion's options (metric, tolerance, force)
+    verify_key: str | None = None  # refuse a version not signed by this key (model.signing)
     timeout: float = 60.0
     settle: float = 2.0
     interval: float = 0.05
@@ -129,8 +130,10 @@ def plan_local(req: LocalRequest, store, *, log: Callable[[str], None] = print
     if target == before.version:
         log(f"{req.alias} already points at {target}; reloading only")
         return LocalTarget(req, target, before.version, log=log), None
+    from model.signing import verifier
+
     log(f"checking {req.name} {target} (download, sha256, load)")
-    load_model(store, req.name, version=target)
+    load_model(store, req.name, version=target, verifier=verifier(req.verify_key))
     if not req.rollback:
         result = check_promotion(store, req.name, target, alias=req.alias, **req.gate)
         if result is not None:
