@@ -51,6 +51,7 @@ def template_values(values: dict[str, str | None]) -> dict[str, str | None]:
         "MODEL_STORE": values["MODEL_STORE"],
         "MODEL_NAME": values["MODEL_NAME"],
         "MODEL_ALIAS": values["MODEL_ALIAS"],
+        "MODEL_VERIFY_KEY": values["MODEL_VERIFY_KEY"] or "",  # empty: signatures are not required
     }
 
 

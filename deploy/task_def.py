@@ -16,7 +16,7 @@ from deploy.errors import InvalidInput
 
 CONTAINER_NAME = "model-service"
 # Placeholders whose value may be empty (the variable is then dropped from the container environment).
-_OPTIONAL_ENV = {"MODEL_VERSION", "MODEL_ALIAS"}
+_OPTIONAL_ENV = {"MODEL_VERSION", "MODEL_ALIAS", "MODEL_VERIFY_KEY"}
 
 
 def _register_shape():
@@ -39,6 +39,9 @@ def render(template_text: str, values: dict[str, str]) -> dict:
     and text that is not JSON after filling.
     """
     needed = placeholders(template_text)
+    # An optional placeholder without a value is empty: its variable is then left out.
+    values = {**{n: "" for n in needed & _OPTIONAL_ENV if values.get(n) is None}, **{
+        k: v for k, v in values.items() if v is not None}}
     missing = sorted(
         n for n in needed if values.get(n) is None or (values[n] == "" and n not in _OPTIONAL_ENV)
     )

@@ -41,7 +41,7 @@ def statements(rendered: dict, resource: str, policy_name: str | None = None) ->
     properties = rendered["Resources"][resource]["Properties"]
     if "PolicyDocument" in properties:
         return properties["PolicyDocument"]["Statement"]
-    policy = next(p for p in properties["Policies"] if p["PolicyName"] == policy_name)
+    policy = next(p for p in properties["Policies"] if p.get("PolicyName") == policy_name)
     return policy["PolicyDocument"]["Statement"]
 
 
@@ -101,6 +101,15 @@ def test_the_task_role_only_reads_the_store_prefix(rendered):
     for write in ("s3:PutObject", "s3:DeleteObject", "s3:PutObjectAcl", "s3:DeleteBucket"):
         assert not allows(task, write, "arn:aws:s3:::b/models/digits/aliases/production.json"), write
     assert not allows(task, "s3:GetObject", "arn:aws:s3:::another-bucket/models/x")
+
+
+def test_the_task_role_may_verify_signatures_with_the_one_key_and_nothing_else(rendered):
+    statement = statements(rendered, "TaskRole", "verify-model-signatures")
+    assert actions_of(statement) == {"kms:Verify"}
+    condition, given, otherwise = statement[0]["Resource"]["Fn::If"]
+    assert condition == "HasVerifyKey"
+    assert given == {"Fn::Select": [1, {"Fn::Split": ["kms:", {"Ref": "ModelVerifyKey"}]}]}
+    assert otherwise["Fn::Sub"].endswith(":key/none")  # no key given: a grant on no key
 
 
 def test_the_execution_role_only_pulls_this_repository_and_writes_this_log_group(rendered):
