@@ -130,6 +130,18 @@ class LocalBackend:
                 keys.append(path.relative_to(self.root).as_posix())
         return keys
 
+    def prune(self, prefix: str) -> int:
+        """Remove the empty folders under `prefix` (a crashed publish may leave them); how many."""
+        base = self._path(prefix)
+        if not base.is_dir():
+            return 0
+        removed = 0
+        for folder in sorted((p for p in base.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
+            with contextlib.suppress(OSError):  # not empty (or gone): keep it
+                folder.rmdir()
+                removed += 1
+        return removed
+
     def check(self) -> None:
         """Raise StoreError unless the store can be used (for a local folder: it is a folder)."""
         if self.root.exists() and not self.root.is_dir():
@@ -233,6 +245,10 @@ class S3Backend:
             if not page.get("IsTruncated"):
                 return keys
             token = page["NextContinuationToken"]
+
+    def prune(self, prefix: str) -> int:
+        """S3 has no folders: nothing to prune."""
+        return 0
 
     def check(self) -> None:
         try:

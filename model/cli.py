@@ -235,6 +235,23 @@ def _verifier(args):
     return verifier(args.verify_key or os.environ.get("MODEL_VERIFY_KEY"))
 
 
+def cmd_clean(args) -> int:
+    from datetime import timedelta
+
+    store = _store(args)
+    _, name = _settings(args)
+    stale = store.incomplete(name, timedelta(hours=args.older_than_hours))
+    for version, keys in sorted(stale.items()):
+        print(f"{'would remove' if args.dry_run else 'removing'} incomplete {name} {version} "
+              f"({', '.join(k.rsplit('/', 1)[-1] for k in keys)})")
+        if not args.dry_run:
+            store.remove_incomplete(name, version)
+    folders = 0 if args.dry_run else store.prune(name)
+    print(f"{len(stale)} incomplete version(s), {folders} empty folder(s) "
+          f"{'found' if args.dry_run else 'removed'} in {store.uri}")
+    return 0
+
+
 def cmd_keygen(args) -> int:
     from model.signing import generate_key_pair
 
@@ -332,6 +349,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("verify", parents=[common, select, verifying],
                        help="download, hash-check (and check the signature of) and load a version")
     p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("clean", parents=[common],
+                       help="remove versions a crashed publish left without a manifest, and empty folders")
+    p.add_argument("--older-than-hours", type=float, default=1.0,
+                   help="only versions whose id time is older than this: a younger one may still be "
+                        "publishing (default %(default)s)")
+    p.add_argument("--dry-run", action="store_true", help="list what would be removed")
+    p.set_defaults(func=cmd_clean)
 
     p = sub.add_parser("keygen", help="make an Ed25519 key pair for signing models")
     p.add_argument("folder", type=Path, help="where signing.pem (0600) and verify.pem are written")

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from model.artifact import ARTIFACT_FILE, MANIFEST_FILE, validate_manifest
 from model.backends import open_backend
@@ -101,6 +101,35 @@ class ModelStore:
             if len(parts) == 4 and parts[3] == MANIFEST_FILE and _VERSION_RE.match(parts[2]):
                 found.append(parts[2])
         return sorted(found, reverse=True)
+
+    def incomplete(self, name: str, older_than: timedelta) -> dict[str, list[str]]:
+        """Versions that never got their manifest (a publish that crashed or ran out of disk), by
+        version, with their keys. Only those whose id time is older than `older_than`: a younger
+        one may be a publish still in progress."""
+        check_name("model name", name)
+        now = datetime.now(UTC)
+        found: dict[str, list[str]] = {}
+        for key in self.backend.list_keys(f"{name}/versions"):
+            parts = key.split("/")
+            if len(parts) == 4 and _VERSION_RE.match(parts[2]):
+                found.setdefault(parts[2], []).append(key)
+        stale = {}
+        for version, keys in found.items():
+            started = datetime.strptime(version[:16], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+            if not any(k.endswith("/" + MANIFEST_FILE) for k in keys) and now - started > older_than:
+                stale[version] = sorted(keys)
+        return stale
+
+    def remove_incomplete(self, name: str, version: str) -> None:
+        """Delete a version that has no manifest (never a complete one: those are immutable)."""
+        if self.backend.exists(self._version_key(name, version, MANIFEST_FILE)):
+            raise ConflictError(f"version {version} of {name} is complete: versions are immutable")
+        for key in self.backend.list_keys(f"{name}/versions/{version}"):
+            self.backend.delete(key)
+
+    def prune(self, name: str) -> int:
+        """Remove empty version folders (local stores); how many."""
+        return self.backend.prune(f"{check_name('model name', name)}/versions")
 
     def manifest(self, name: str, version: str, *, verifier=None) -> dict:
         """The manifest of one complete version (validated).

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import json
+from pathlib import Path
 
 import pytest
 from helpers import run_cli
@@ -41,7 +42,7 @@ def test_one_corrupt_manifest_does_not_hide_the_others(local_store, trained_digi
     artifact, manifest = trained_digits
     version = new_version(datetime(2031, 1, 1, tzinfo=UTC), manifest["artifact"]["sha256"])
     store.publish(artifact, {**manifest, "version": version})
-    manifest_file = next(p for p in __import__("pathlib").Path(local_store).rglob("manifest.json")
+    manifest_file = next(p for p in Path(local_store).rglob("manifest.json")
                          if version in str(p))
     manifest_file.write_text("{not json")
 
@@ -84,3 +85,33 @@ def test_a_huge_header_gets_the_json_error_shape(gunicorn_server):
     error = json.loads(body)["error"]
     assert error["code"] in ("bad_request", "header_too_large") and error["message"]
 
+
+
+def test_clean_removes_what_a_crashed_publish_left_and_nothing_else(store_uri, trained_digits):
+    from model.store import ModelStore
+
+    store = ModelStore(store_uri)
+    artifact, manifest = trained_digits
+    store.publish(artifact, manifest)
+    # A publish that died after the pickle (an old one), and one that may still be running (now).
+    store.backend.write("digits/versions/20200101T000000Z-deadbeef/model.joblib", b"half")
+    from datetime import UTC, datetime
+
+    running = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-0badcafe"
+    store.backend.write(f"digits/versions/{running}/model.joblib", b"in progress")
+    empty = Path(store_uri) / "digits/versions/20200102T000000Z-00000000"
+    if store_uri.startswith("/"):  # a local store can also hold an empty version folder
+        empty.mkdir()
+
+    dry = run_cli("clean", "--store", store_uri, "--dry-run")
+    assert dry.returncode == 0 and "would remove incomplete digits 20200101T000000Z-deadbeef" in dry.stdout
+    assert running not in dry.stdout
+    result = run_cli("clean", "--store", store_uri)
+    assert result.returncode == 0, result.stderr
+    assert "removing incomplete digits 20200101T000000Z-deadbeef (model.joblib)" in result.stdout
+    keys = store.backend.list_keys("digits/versions")
+    assert not any("20200101T000000Z-deadbeef" in k for k in keys)
+    assert any(running in k for k in keys)  # a publish in progress is left alone
+    assert store.versions("digits") == [manifest["version"]]
+    assert store.manifest("digits", manifest["version"])["version"] == manifest["version"]
+    assert not empty.exists()
