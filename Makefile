@@ -12,12 +12,14 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | sha256s
 export MODEL_STORE ?= store
 PORT ?= 8080
 
-.PHONY: help venv checkov-venv run serve train-default test test-fast test-e2e lint bench exit-codes
+.PHONY: help venv checkov-venv run serve train-default test test-fast test-e2e lint bench exit-codes \
+        system-tools
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | sort
 
 $(STAMP):
+	@echo "installing the pinned dependencies into $(VENV) (about 2 minutes the first time)..."
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[deploy,dev]'
 	rm -f $(VENV)/.installed-*
@@ -62,6 +64,9 @@ test-e2e: $(STAMP) ## only the slow end-to-end emulation: image builds, the loca
 lint: $(STAMP) ## ruff and the layering rule (product code never imports standin/)
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports --no-cache
+
+system-tools: ## install the system tools the whole suite needs, with apt (run as root)
+	scripts/install-system-tools
 
 exit-codes: ## the exit codes of every command (model/exit_codes.py), as the README quotes them
 	@$(PYTHON) -m model.exit_codes

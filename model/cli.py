@@ -40,6 +40,7 @@ def _gate_kwargs(args) -> dict:
         "metric": args.gate_metric,
         "tolerance": args.gate_tolerance,
         "force": args.force,
+        "allow_schema_change": args.allow_schema_change,
     }
 
 
@@ -201,7 +202,8 @@ def cmd_promote(args) -> int:
     if verifier is not None:  # never point an alias at a version the service would refuse
         store.manifest(name, args.version, verifier=verifier)
     result = check_promotion(store, name, args.version, alias=args.alias, gate_alias=args.gate_alias,
-                             metric=args.gate_metric, tolerance=args.gate_tolerance, force=args.force)
+                             metric=args.gate_metric, tolerance=args.gate_tolerance, force=args.force,
+                             allow_schema_change=args.allow_schema_change)
     if result is not None:
         print(result.describe())
     moved = store.move_alias(name, args.alias, args.version)
@@ -277,6 +279,8 @@ def build_parser() -> argparse.ArgumentParser:
     gate.add_argument("--gate-alias", default=DEFAULT_ALIAS,
                       help="the alias whose target is the baseline (default %(default)s)")
     gate.add_argument("--force", action="store_true", help="publish even if the gate fails")
+    gate.add_argument("--allow-schema-change", action="store_true",
+                      help="accept a version whose inputs or classes differ from what the alias serves")
 
     verifying = argparse.ArgumentParser(add_help=False)
     verifying.add_argument("--verify-key", metavar="PEM|kms:KEY",

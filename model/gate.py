@@ -46,6 +46,44 @@ def compare(
     return GateResult(metric, value, base, baseline["version"], tolerance, value >= base - tolerance)
 
 
+def schema_difference(candidate: dict, baseline: dict) -> str | None:
+    """How the candidate's inputs or outputs differ from the baseline's, or None if they do not.
+
+    Clients are built for what the alias serves: a different input schema (text vs tabular, the
+    feature count, names or order) or different classes breaks every one of them.
+    """
+    new, old = candidate["input_schema"], baseline["input_schema"]
+    if new.get("type") != old.get("type"):
+        return f"input is {new.get('type')}, {baseline['version']} takes {old.get('type')}"
+    if new.get("type") == "tabular":
+        new_features, old_features = list(new.get("features") or []), list(old.get("features") or [])
+        if new.get("n_features") != old.get("n_features"):
+            return (f"{new.get('n_features')} features ({_names(new_features)}), {baseline['version']} "
+                    f"takes {old.get('n_features')} ({_names(old_features)})")
+        if new_features != old_features:
+            changed = [f"{a!r} -> {b!r}" for a, b in zip(old_features, new_features, strict=True) if a != b]
+            return f"feature names or order differ from {baseline['version']}: {', '.join(changed[:3])}"
+    if [str(c) for c in candidate["classes"]] != [str(c) for c in baseline["classes"]]:
+        return (f"classes {_names([str(c) for c in candidate['classes']])}, {baseline['version']} has "
+                f"{_names([str(c) for c in baseline['classes']])}")
+    return None
+
+
+def _names(names: list[str], shown: int = 4) -> str:
+    return ", ".join(names[:shown]) + (f", ... ({len(names)})" if len(names) > shown else "")
+
+
+def check_schema(candidate: dict, baseline: dict | None, *, alias: str, allow: bool = False) -> None:
+    """GateError if the candidate's schema or classes differ from the alias's target (unless `allow`)."""
+    if baseline is None or allow:
+        return
+    difference = schema_difference(candidate, baseline)
+    if difference:
+        raise GateError(f"schema guard: {candidate['name']} {candidate['version']} would change what "
+                        f"{alias} serves: {difference}; clients built for it would break "
+                        "(--allow-schema-change if that is intended, or --name for another model)")
+
+
 def check_gate(
     store: ModelStore,
     candidate: dict,
@@ -54,13 +92,16 @@ def check_gate(
     metric: str = DEFAULT_METRIC,
     tolerance: float = DEFAULT_TOLERANCE,
     force: bool = False,
+    allow_schema_change: bool = False,
 ) -> GateResult:
-    """Compare a candidate manifest with the alias's current target; raise GateError if worse."""
+    """Compare a candidate manifest with the alias's current target; raise GateError if worse, or
+    if its input schema or classes differ (the schema guard)."""
     try:
         current = store.resolve(candidate["name"], alias=alias)
         baseline = store.manifest(candidate["name"], current)
     except NotFoundError:
         baseline = None
+    check_schema(candidate, baseline, alias=alias, allow=allow_schema_change)
     result = compare(candidate, baseline, metric=metric, tolerance=tolerance)
     if not result.passed and not force:
         raise GateError(result.describe() + " (use --force to override)")
@@ -77,17 +118,22 @@ def check_promotion(
     metric: str = DEFAULT_METRIC,
     tolerance: float = DEFAULT_TOLERANCE,
     force: bool = False,
+    allow_schema_change: bool = False,
 ) -> GateResult | None:
     """The gate `promote` applies before moving `alias` to `version`; None when it does not apply.
 
-    It compares with the gate alias's target (default: the alias being moved) and does not apply
-    when another alias is gated or the alias already names the version. GateError if refused.
+    The schema guard always compares with what `alias` serves now. The metric gate compares with
+    the gate alias's target (default: the alias being moved) and does not apply when another alias
+    is gated or the alias already names the version. GateError if refused.
     """
     manifest = store.manifest(name, version)
-    gate_alias = gate_alias or alias
-    if gate_alias != alias:
-        return None
     current = store.alias(name, alias)
     if current is not None and current.version == version:
         return None
-    return check_gate(store, manifest, alias=gate_alias, metric=metric, tolerance=tolerance, force=force)
+    if current is not None:
+        check_schema(manifest, store.manifest(name, current.version), alias=alias, allow=allow_schema_change)
+    gate_alias = gate_alias or alias
+    if gate_alias != alias:
+        return None
+    return check_gate(store, manifest, alias=gate_alias, metric=metric, tolerance=tolerance, force=force,
+                      allow_schema_change=True)  # the guard ran above, against the alias itself

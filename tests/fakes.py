@@ -82,8 +82,10 @@ class FakeStore:
             raise NotFoundError(f"alias {alias} of {name} is not set")
         return self.production.version
 
-    def manifest(self, name, version):
-        return {"name": name, "version": version, "metrics": {"macro_f1": self.metrics[version]}}
+    def manifest(self, name, version, verifier=None):
+        return {"name": name, "version": version, "metrics": {"macro_f1": self.metrics[version]},
+                "classes": [0, 1],
+                "input_schema": {"type": "tabular", "features": ["a", "b"], "n_features": 2}}
 
     def alias(self, name, alias):
         return self.production

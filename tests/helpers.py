@@ -26,7 +26,7 @@ def require_tool(name: str, reason: str = "") -> str:
     path = shutil.which(name)
     if path:
         return path
-    message = f"{name} is not installed{': ' + reason if reason else ''} (.ci/run installs it)"
+    message = f"{name} is not installed{': ' + reason if reason else ''} (make system-tools installs it)"
     if IN_CI:
         pytest.fail(f"CI must run this test: {message}")
     pytest.skip(message)

@@ -33,6 +33,8 @@ def _gate_options(parser: argparse.ArgumentParser) -> None:
     gate.add_argument("--gate-tolerance", type=float, default=DEFAULT_TOLERANCE,
                       help="how much worse than the alias's current target is accepted (default %(default)s)")
     gate.add_argument("--force", action="store_true", help="promote even if the gate refuses")
+    gate.add_argument("--allow-schema-change", action="store_true",
+                      help="promote a version whose inputs or classes differ from what the alias serves")
 
 
 def _signature_option(parser: argparse.ArgumentParser, env: dict) -> None:
@@ -41,7 +43,8 @@ def _signature_option(parser: argparse.ArgumentParser, env: dict) -> None:
 
 
 def _gate(args) -> dict:
-    return {"metric": args.gate_metric, "tolerance": args.gate_tolerance, "force": args.force}
+    return {"metric": args.gate_metric, "tolerance": args.gate_tolerance, "force": args.force,
+            "allow_schema_change": args.allow_schema_change}
 
 
 def build_parser() -> argparse.ArgumentParser:

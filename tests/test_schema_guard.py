@@ -1,0 +1,68 @@
+"""The schema guard: a different model never silently becomes production.
+
+Reproduced first as the issue found it: `python -m model train --dataset wine` (no --name) published
+a 13-feature wine model as a version of `digits`, the gate compared metrics only and passed it, and
+`promote` moved production to it: every client sending 64 numbers would then get 400s.
+"""
+
+from __future__ import annotations
+
+import re
+
+from helpers import run_cli
+
+
+def test_wine_published_as_digits_is_refused_at_train_and_at_promote(local_store, tmp_path):
+    train = run_cli("train", "--dataset", "wine", "--store", local_store)
+    assert train.returncode == 8, train.stdout + train.stderr
+    assert "schema guard" in train.stderr and "13 features (alcohol" in train.stderr
+    assert "takes 64 (pixel_0_0" in train.stderr and "--allow-schema-change" in train.stderr
+    assert run_cli("list", "--store", local_store).stdout.count("\n") == 3  # still one version
+
+    # Published on purpose (the flag), it is still not promoted without saying so again.
+    published = run_cli("train", "--dataset", "wine", "--store", local_store, "--allow-schema-change")
+    assert published.returncode == 0, published.stderr
+    version = re.search(r"published digits (\S+)", published.stdout).group(1)
+    refused = run_cli("promote", version, "--store", local_store)
+    assert refused.returncode == 8 and "schema guard" in refused.stderr
+    resolved = run_cli("resolve", "--store", local_store).stdout.strip()
+    assert resolved != version
+    allowed = run_cli("promote", version, "--store", local_store, "--allow-schema-change", "--force")
+    assert allowed.returncode == 0, allowed.stderr
+    assert run_cli("resolve", "--store", local_store).stdout.strip() == version
+
+
+def test_a_version_with_the_same_schema_passes_the_guard(local_store):
+    again = run_cli("train", "--store", local_store, "--seed", "7")
+    assert again.returncode == 0, again.stderr
+
+
+def test_the_rollout_applies_the_guard_before_anything_changes():
+    from fakes import FakeEcs, deployment, run_scripted
+
+    from model.exit_codes import ExitCode
+
+    class WineStore:
+        """The promotion candidate has other features than production's version."""
+
+        def __init__(self):
+            from model.store import Alias
+
+            self.production = Alias("production", "v-old", None, "t", "e1")
+            self.moves = []
+
+        def resolve(self, name, alias=None, version=None):
+            return version or self.production.version
+
+        def alias(self, name, alias):
+            return self.production
+
+        def manifest(self, name, version, verifier=None):
+            features = [f"f{i}" for i in range(13 if version == "v-new" else 64)]
+            return {"name": name, "version": version, "classes": [0, 1, 2], "metrics": {"macro_f1": 0.9},
+                    "input_schema": {"type": "tabular", "features": features, "n_features": len(features)}}
+
+    fake = FakeEcs([lambda f: [deployment(f.td, "COMPLETED")]])
+    error, _ = run_scripted(fake, store=WineStore())
+    assert error.exit_code == ExitCode.GATE_REFUSED and "schema guard" in str(error)
+    assert fake.registered == [] and fake.updates == []
