@@ -180,9 +180,44 @@ def _target(args, store, name) -> str:
 
 
 def cmd_show(args) -> int:
+    from model.errors import NotFoundError
+
     store = _store(args)
     _, name = _settings(args)
-    print(json.dumps(store.manifest(name, _target(args, store, name)), indent=2, sort_keys=True))
+    try:
+        version = _target(args, store, name)
+    except NotFoundError:
+        versions = [] if args.version else store.versions(name)
+        if not versions:
+            raise
+        # An unset alias (a model never promoted): show what exists rather than nothing.
+        version = versions[0]
+        print(f"note: alias {args.alias or DEFAULT_ALIAS!r} of {name} is not set; showing the newest "
+              f"version, {version}", file=sys.stderr)
+    print(json.dumps(store.manifest(name, version), indent=2, sort_keys=True))
+    return 0
+
+
+def cmd_models(args) -> int:
+    store = _store(args)
+    names = store.models()
+    rows = []
+    for name in names:
+        versions = store.versions(name)
+        aliases = {alias: record.version for alias, record in sorted(store.aliases(name).items())}
+        rows.append({"name": name, "versions": len(versions), "newest": versions[0] if versions else None,
+                     "aliases": aliases})
+    if args.json:
+        print(json.dumps({"store": store.uri, "models": rows}, indent=2))
+        return 0
+    if not rows:
+        print(f"no models in {store.uri}")
+        return 0
+    print(f"models in {store.uri}")
+    print(f"{'NAME':<20} {'VERSIONS':>8}  {'NEWEST':<27} ALIASES")
+    for row in rows:
+        aliases = ", ".join(f"{a}={v}" for a, v in row["aliases"].items()) or "-"
+        print(f"{row['name']:<20} {row['versions']:>8}  {row['newest']:<27} {aliases}")
     return 0
 
 
@@ -334,7 +369,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_list)
 
-    p = sub.add_parser("show", parents=[common, select], help="print a version's manifest")
+    p = sub.add_parser("models", parents=[common], help="every model in the store, with its aliases")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("show", parents=[common, select],
+                       help="print a version's manifest (the newest when the alias is unset)")
     p.set_defaults(func=cmd_show)
 
     p = sub.add_parser("resolve", parents=[common, select], help="print the version an alias names")

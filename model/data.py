@@ -54,8 +54,13 @@ def load_dataset(
     elif spec.endswith(".csv") or spec.startswith("s3://"):
         dataset = _csv(spec, label_column, text_column, s3_client)
     else:
-        names = ", ".join([*BUILTIN, *NETWORK])
-        raise DataError(f"unknown dataset {spec!r}: use one of {names}, or a .csv path or s3:// URI")
+        import difflib
+
+        known = [*BUILTIN, *NETWORK]
+        close = difflib.get_close_matches(spec, known, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise DataError(f"unknown dataset {spec!r}: {hint}use one of {', '.join(known)}, or a .csv path or "
+                        "s3:// URI")
     _check(dataset)
     return dataset
 

@@ -92,6 +92,16 @@ class ModelStore:
                 names.add(parts[0])
         return sorted(names)
 
+    def _did_you_mean(self, name: str) -> str:
+        """A hint naming the closest model in the store (or the models there), for a mistyped name."""
+        import difflib
+
+        models = self.models()
+        close = difflib.get_close_matches(name, models, n=1)
+        if close:
+            return f"; did you mean {close[0]!r}?"
+        return f" (models there: {', '.join(models)})" if models else ""
+
     def versions(self, name: str) -> list[str]:
         """Complete versions of a model, newest first. Versions without a manifest are skipped."""
         check_name("model name", name)
@@ -142,7 +152,8 @@ class ModelStore:
             data, _ = self.backend.read(key)
         except NotFoundError:
             if not self.versions(name):
-                raise NotFoundError(f"model {name!r} has no versions in {self.uri}") from None
+                raise NotFoundError(f"model {name!r} has no versions in {self.uri}{self._did_you_mean(name)}"
+                                    ) from None
             raise NotFoundError(f"version {version!r} of model {name!r} not found") from None
         if verifier is not None:
             verify_signature(data, self.signature(name, version), verifier, f"{name} {version}")
@@ -256,7 +267,7 @@ class ModelStore:
         record = self.alias(name, alias)
         if record is None:
             if not self.versions(name):
-                raise NotFoundError(f"model {name!r} has no versions in {self.uri}")
+                raise NotFoundError(f"model {name!r} has no versions in {self.uri}{self._did_you_mean(name)}")
             raise NotFoundError(f"alias {alias!r} of model {name!r} is not set")
         return record.version
 

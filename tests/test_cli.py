@@ -7,7 +7,8 @@ import boto3
 import pytest
 from helpers import run_cli
 
-COMMANDS = ["train", "publish", "gate", "list", "show", "resolve", "promote", "rollback", "verify"]
+COMMANDS = ["train", "publish", "gate", "list", "models", "show", "resolve", "promote", "rollback", "verify",
+            "clean", "keygen"]
 
 
 def _ok(result):

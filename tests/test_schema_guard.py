@@ -66,3 +66,26 @@ def test_the_rollout_applies_the_guard_before_anything_changes():
     error, _ = run_scripted(fake, store=WineStore())
     assert error.exit_code == ExitCode.GATE_REFUSED and "schema guard" in str(error)
     assert fake.registered == [] and fake.updates == []
+
+
+def test_what_is_in_the_store_is_easy_to_see(local_store):
+    """`models` names every model; `show` falls back to the newest version; names get a suggestion."""
+    import json
+
+    wine = run_cli("train", "--dataset", "wine", "--name", "wine", "--store", local_store)
+    assert wine.returncode == 0, wine.stderr
+    models = json.loads(run_cli("models", "--store", local_store, "--json").stdout)["models"]
+    assert [m["name"] for m in models] == ["digits", "wine"]
+    assert "production" in models[0]["aliases"] and models[1]["aliases"] == {}
+    table = run_cli("models", "--store", local_store).stdout
+    assert "digits" in table and "wine" in table and "production=" in table
+
+    shown = run_cli("show", "--name", "wine", "--store", local_store)
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["name"] == "wine"
+    assert "alias 'production' of wine is not set; showing the newest version" in shown.stderr
+
+    typo = run_cli("show", "--name", "wnie", "--store", local_store)
+    assert typo.returncode == 4 and "did you mean 'wine'?" in typo.stderr
+    dataset = run_cli("train", "--dataset", "digts", "--store", local_store)
+    assert dataset.returncode == 7 and "did you mean 'digits'?" in dataset.stderr
