@@ -249,8 +249,25 @@ def cmd_promote(args) -> int:
 def cmd_rollback(args) -> int:
     store = _store(args)
     _, name = _settings(args)
-    moved = store.rollback(name, args.alias)
+    # --to names any earlier version: the alias's single `previous` reaches only one step back.
+    moved = store.move_alias(name, args.alias, args.to) if args.to else store.rollback(name, args.alias)
     print(f"{args.alias} -> {moved.version} (rolled back from {moved.previous})")
+    return 0
+
+
+def cmd_history(args) -> int:
+    store = _store(args)
+    _, name = _settings(args)
+    moves = store.history(name, args.alias)
+    if args.json:
+        print(json.dumps({"name": name, "alias": args.alias, "moves": moves}, indent=2))
+        return 0
+    if not moves:
+        print(f"alias {args.alias} of {name} was never moved in {store.uri}")
+        return 0
+    print(f"{args.alias} of {name}, newest first")
+    for move in moves:
+        print(f"{move['updated_at']:<21} {move['version']:<27} (was {move.get('previous') or 'unset'})")
     return 0
 
 
@@ -388,7 +405,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("rollback", parents=[common], help="move an alias back to its previous version")
     p.add_argument("--alias", default=DEFAULT_ALIAS)
+    p.add_argument("--to", metavar="VERSION", help="back to this version instead (see `history`)")
     p.set_defaults(func=cmd_rollback)
+
+    p = sub.add_parser("history", parents=[common], help="every move of an alias, newest first")
+    p.add_argument("--alias", default=DEFAULT_ALIAS)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_history)
 
     p = sub.add_parser("verify", parents=[common, select, verifying],
                        help="download, hash-check (and check the signature of) and load a version")

@@ -245,9 +245,26 @@ class ModelStore:
         }
         key = self._alias_key(name, alias)
         self.backend.write_if(key, _dump(record), current.etag if current else None)
+        # One object per move (never rewritten): the alias keeps one `previous`, this keeps them all.
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+        self.backend.write(f"{check_name('model name', name)}/history/{check_name('alias', alias)}/"
+                           f"{stamp}-{version}.json", _dump(record))
         moved = self.alias(name, alias)
         assert moved is not None
         return moved
+
+    def history(self, name: str, alias: str = DEFAULT_ALIAS) -> list[dict]:
+        """Every move of `alias`, newest first: {"version", "previous", "updated_at"}."""
+        prefix = f"{check_name('model name', name)}/history/{check_name('alias', alias)}"
+        moves = []
+        for key in sorted(self.backend.list_keys(prefix), reverse=True):
+            if key.endswith(".json"):
+                data, _ = self.backend.read(key)
+                try:
+                    moves.append(json.loads(data))
+                except ValueError:
+                    raise IntegrityError(f"alias history entry {key} is not valid JSON") from None
+        return moves
 
     def rollback(self, name: str, alias: str = DEFAULT_ALIAS) -> Alias:
         """Move an alias back to its previous version (the previous becomes the one rolled from)."""

@@ -8,7 +8,7 @@ import pytest
 from helpers import run_cli
 
 COMMANDS = ["train", "publish", "gate", "list", "models", "show", "resolve", "promote", "rollback", "verify",
-            "clean", "keygen"]
+            "clean", "keygen", "history"]
 
 
 def _ok(result):
@@ -65,7 +65,9 @@ def test_s3_layout_after_a_publish(s3_bucket, aws_env):
     _ok(run_cli("train", "--promote", "production", env=env))
     keys = [o["Key"] for o in boto3.client("s3").list_objects_v2(Bucket=s3_bucket)["Contents"]]
     version = _ok(run_cli("resolve", env=env)).strip()
-    assert sorted(keys) == [
+    history = [k for k in keys if k.startswith("models/digits/history/production/")]
+    assert len(history) == 1 and history[0].endswith(f"-{version}.json")
+    assert sorted(k for k in keys if k not in history) == [
         "models/digits/aliases/production.json",
         f"models/digits/versions/{version}/manifest.json",
         f"models/digits/versions/{version}/model.joblib",

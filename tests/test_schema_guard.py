@@ -89,3 +89,33 @@ def test_what_is_in_the_store_is_easy_to_see(local_store):
     assert typo.returncode == 4 and "did you mean 'wine'?" in typo.stderr
     dataset = run_cli("train", "--dataset", "digts", "--store", local_store)
     assert dataset.returncode == 7 and "did you mean 'digits'?" in dataset.stderr
+
+
+def test_history_and_rollback_to_a_named_version(store_uri, trained_digits):
+    """A second rollback used to go forward again (one `previous`); history keeps every move."""
+    import json
+    from datetime import UTC, datetime
+
+    from model.artifact import new_version
+    from model.store import ModelStore
+
+    store = ModelStore(store_uri)
+    artifact, manifest = trained_digits
+    versions = []
+    for year in (2031, 2032, 2033):
+        version = new_version(datetime(year, 1, 1, tzinfo=UTC), manifest["artifact"]["sha256"])
+        store.publish(artifact, {**manifest, "version": version})
+        store.move_alias("digits", "production", version)
+        versions.append(version)
+
+    moves = json.loads(run_cli("history", "--store", store_uri, "--json").stdout)["moves"]
+    assert [m["version"] for m in moves] == versions[::-1]
+    assert moves[-1]["previous"] is None and moves[0]["previous"] == versions[1]
+
+    back = run_cli("rollback", "--store", store_uri, "--to", versions[0])
+    assert back.returncode == 0, back.stderr
+    assert store.alias("digits", "production").version == versions[0]
+    table = run_cli("history", "--store", store_uri).stdout
+    assert table.splitlines()[1].split()[1] == versions[0]  # the rollback is the newest move
+    missing = run_cli("rollback", "--store", store_uri, "--to", "20200101T000000Z-deadbeef")
+    assert missing.returncode == 4

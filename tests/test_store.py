@@ -52,7 +52,10 @@ def test_layout_matches_the_contract_on_s3(s3_bucket, trained_digits):
     store, version = _published(f"s3://{s3_bucket}/team/models", trained_digits)
     store.move_alias("digits", "production", version)
     keys = sorted(o["Key"] for o in boto3.client("s3").list_objects_v2(Bucket=s3_bucket)["Contents"])
-    assert keys == [
+    history = [k for k in keys if "/history/" in k]
+    assert len(history) == 1 and history[0].startswith("team/models/digits/history/production/")
+    assert history[0].endswith(f"-{version}.json")  # one object per alias move
+    assert [k for k in keys if k not in history] == [
         "team/models/digits/aliases/production.json",
         f"team/models/digits/versions/{version}/manifest.json",
         f"team/models/digits/versions/{version}/model.joblib",
@@ -67,7 +70,9 @@ def test_layout_matches_the_contract_on_disk(tmp_path, trained_digits):
         for p in (tmp_path / "st").rglob("*")
         if p.is_file() and not p.name.startswith(".")
     )
-    assert files == [
+    history = [f for f in files if f.startswith("digits/history/production/")]
+    assert len(history) == 1 and history[0].endswith(f"-{version}.json")
+    assert [f for f in files if f not in history] == [
         "digits/aliases/production.json",
         f"digits/versions/{version}/manifest.json",
         f"digits/versions/{version}/model.joblib",
