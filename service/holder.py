@@ -10,6 +10,7 @@ cached, the worker stays up without a model (liveness fine, readiness 503) until
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections.abc import Callable
@@ -102,7 +103,7 @@ class ModelHolder:
         try:
             loaded = load_last_good(ModelStore(s.model_store), s.model_name, alias=s.model_alias,
                                     version=s.model_version, cache_dir=Path(s.cache_dir),
-                                    verifier=self._verifier())
+                                    verifier=self._verifier)
             if loaded is None:
                 return
             predictor = Predictor(loaded.estimator, loaded.manifest, max_batch=s.max_batch)
@@ -113,8 +114,10 @@ class ModelHolder:
         self._serve(predictor, degraded=f"the model store cannot be reached ({cause}); serving the last "
                                         f"verified version {loaded.version} from the local cache")
 
+    @functools.cached_property
     def _verifier(self):
-        """The signature verifier MODEL_VERIFY_KEY names (None: signatures are not required)."""
+        """The signature verifier MODEL_VERIFY_KEY names (None: signatures are not required); built
+        once per worker, not per retry (a KMS verifier holds a client)."""
         from model.signing import verifier
 
         return verifier(self._settings.verify_key)
@@ -132,7 +135,7 @@ class ModelHolder:
             if wanted == current.info["version"]:
                 return current
         loaded = load_model(store, s.model_name, alias=s.model_alias, version=s.model_version,
-                            cache_dir=Path(s.cache_dir), verifier=self._verifier())
+                            cache_dir=Path(s.cache_dir), verifier=self._verifier)
         predictor = Predictor(loaded.estimator, loaded.manifest, max_batch=s.max_batch)
         predictor.warm_up()
         return predictor

@@ -82,7 +82,8 @@ class LocalAws:
         from deploy.stack.deployer import Stacks
 
         account = self.client("sts").get_caller_identity()["Account"]
-        given = parameters.check(template.load(), {
+        loaded = template.load()
+        given = parameters.check(loaded, {
             "EnvironmentName": ENVIRONMENT,
             # No image exists before the deploy pipeline pushes one: the agent then runs the checkout.
             "Image": f"{account}.dkr.ecr.{REGION}.amazonaws.com/{ENVIRONMENT}-model-service:bootstrap",
@@ -90,7 +91,7 @@ class LocalAws:
             "DesiredCount": "1", "MinTasks": "1", "MaxTasks": "1",
         })
         stacks = Stacks(CloudFormation(self.client("cloudformation")), log=lambda line: None, poll=0.2)
-        stacks.plan(STACK_NAME, json.dumps(template.render(template.load())), given, change_set="local")
+        stacks.plan(STACK_NAME, json.dumps(template.render(loaded)), given, change_set="local")
         outputs = stacks.execute(STACK_NAME, "local", timeout=300)
         self.resources = from_stack_outputs(outputs)
         return self.resources
