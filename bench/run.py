@@ -120,8 +120,11 @@ def _wait_ready(url: str, proc: subprocess.Popen, timeout: float = 60) -> float:
     raise RuntimeError(f"{url} not ready after {timeout} s")
 
 
-def start_service(store: str, name: str, workers: int, tmp: Path) -> tuple[subprocess.Popen, str, float]:
-    """The service under gunicorn, as `make run` starts it; returns (process, base URL, cold start)."""
+def start_service(store: str, name: str, workers: int, tmp: Path,
+                  worker_class: str | None = None) -> tuple[subprocess.Popen, str, float]:
+    """The service under gunicorn, as `make run` starts it; returns (process, base URL, cold start).
+
+    `worker_class` sets WORKER_CLASS (unset: the service's default)."""
     port = free_port()
     metrics_dir = tmp / f"prom-{port}"
     metrics_dir.mkdir()
@@ -134,6 +137,7 @@ def start_service(store: str, name: str, workers: int, tmp: Path) -> tuple[subpr
         "WEB_CONCURRENCY": str(workers),
         "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
         "LOG_LEVEL": "warning",
+        **({"WORKER_CLASS": worker_class} if worker_class else {}),
     }
     start = time.perf_counter()
     proc = subprocess.Popen(
@@ -257,6 +261,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", default="digits,text")
     parser.add_argument("--out", type=Path, help="also write the markdown table here")
     parser.add_argument("--json", type=Path, help="also write raw numbers here")
+    parser.add_argument("--compare-workers", default="",
+                        help="also run the service with these WORKER_CLASS values (e.g. sync,gevent), "
+                             "interleaved with the default")
     parser.add_argument("--no-check", action="store_true", help="report only, never fail on targets")
     args = parser.parse_args(argv)
     if not shutil.which("wrk"):
@@ -285,22 +292,30 @@ def _run(args, tmp: Path) -> int:
         base = {b: inprocess(estimator, rows, b, 2.0) for b in (1, 32)}
         service, service_url, service_cold = start_service(setup["store"], name, args.workers, tmp)
         peer, peer_url, peer_cold = start_peer(tmp / f"{name}.joblib", args.workers)
+        variants = {}
         try:
+            for worker_class in filter(None, args.compare_workers.split(",")):
+                variants[f"service[{worker_class}]"] = start_service(
+                    setup["store"], name, args.workers, tmp, worker_class)
+            servers = [("service", service_url), *((label, v[1]) for label, v in variants.items()),
+                       ("peer", peer_url)]
             check_predictions(service_url, estimator, rows)
             memory = worker_rss_mib(service.pid)
             peer_memory = worker_rss_mib(peer.pid)
             cells = {}
             for batch in (1, 32):
                 body = json.dumps({"instances": rows[:batch]}).encode()
-                cells[batch] = {s: Row(name, batch, s) for s in ("service", "peer")}
-                for _ in range(args.runs):  # interleaved, so drift hits both alike
-                    for server, url in (("service", service_url), ("peer", peer_url)):
+                cells[batch] = {s: Row(name, batch, s) for s, _ in servers}
+                for _ in range(args.runs):  # interleaved, so drift hits all alike
+                    for server, url in servers:
                         cells[batch][server].runs.append(
                             wrk(url + "/predict", body, args.connections, args.seconds, tmp)
                         )
         finally:
             stop(service)
             stop(peer)
+            for proc, _, _ in variants.values():
+                stop(proc)
         result = {"cold_start_s": {"service": service_cold, "peer": peer_cold},
                   "rss_mib_per_worker": {"service": memory, "peer": peer_memory},
                   "inprocess_calls_per_s": base, "cells": {}}
@@ -308,7 +323,7 @@ def _run(args, tmp: Path) -> int:
             lines.append(f"| {name} | {batch} | in-process predict_proba | {base[batch]:.0f} | "
                          f"{base[batch] * batch:.0f} | | | | | 1.00 |")
             peer_rps = cells[batch]["peer"].median("rps")
-            for server in ("service", "peer"):
+            for server in cells[batch]:
                 row = cells[batch][server]
                 rps, p50, p99 = row.median("rps"), row.median("p50_ms"), row.median("p99_ms")
                 errors = sum(r.errors for r in row.runs)

@@ -14,10 +14,12 @@ from dataclasses import dataclass, fields
 from model.store import DEFAULT_ALIAS, DEFAULT_NAME, DEFAULT_STORE
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-# sync: fastest (README: Performance); a slow client holds a whole worker, which is safe behind a
-# load balancer that buffers requests (the ALB). gevent: requests are read asynchronously, so slow
-# clients cost sockets, not workers; for a service reached directly, at a measured price.
-WORKER_CLASSES = ("sync", "gevent")
+# buffered (default, service/worker.py): gunicorn's sync worker that serves only requests that have
+# fully arrived, so slow clients cost sockets, not workers, at no measured price (README: Slow
+# clients). sync: gunicorn's own, for comparison. gevent: asynchronous reads, measurably slower.
+WORKER_CLASSES = ("buffered", "sync", "gevent")
+# What gunicorn's `worker_class` setting is for each WORKER_CLASS.
+GUNICORN_WORKERS = {"buffered": "service.worker.BufferedWorker", "sync": "sync", "gevent": "gevent"}
 
 
 class ConfigError(ValueError):
@@ -39,7 +41,9 @@ class Settings:
     port: int = 8080
     bind: str | None = None
     workers: int = 2
-    worker_class: str = "sync"
+    worker_class: str = "buffered"
+    # How long a client may take to send its whole request (buffered workers answer 408 after it).
+    read_timeout: float = 10.0
     max_batch: int = 1000
     max_body_bytes: int = 1024 * 1024
     log_level: str = "INFO"
@@ -125,6 +129,7 @@ class Settings:
             bind=get("BIND"),
             workers=integer("WEB_CONCURRENCY", "workers"),
             worker_class=worker_class,
+            read_timeout=number("READ_TIMEOUT", "read_timeout"),
             max_batch=integer("MAX_BATCH", "max_batch"),
             max_body_bytes=integer("MAX_BODY_BYTES", "max_body_bytes", minimum=64),
             log_level=log_level,
@@ -139,6 +144,8 @@ class Settings:
         key = settings.verify_key
         if key and not key.startswith("kms:") and not os.path.isfile(key):
             raise ConfigError(f"MODEL_VERIFY_KEY names no file: {key!r} (a PEM public key, or kms:KEY)")
+        if settings.read_timeout <= 0:
+            raise ConfigError(f"READ_TIMEOUT must be above 0 seconds, got {settings.read_timeout:g}")
         if settings.port > 65535:
             raise ConfigError(f"PORT must be at most 65535, got {settings.port}")
         if settings.graceful_timeout >= settings.timeout:

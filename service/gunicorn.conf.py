@@ -14,16 +14,16 @@ import tempfile
 # gunicorn execs this file by path, so the project root may not be importable yet.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from service.config import Settings
+from service.config import GUNICORN_WORKERS, Settings
 from service.logs import gunicorn_logconfig
 
 _settings = Settings.from_env(os.environ)
 
 bind = _settings.address
 workers = _settings.workers
-# WORKER_CLASS (service.config): sync by default; gevent reads requests asynchronously, so slow
-# clients cost sockets, not workers. A prediction runs to completion in its worker either way.
-worker_class = _settings.worker_class
+# WORKER_CLASS (service.config): buffered by default (service/worker.py), so slow clients cost
+# sockets, not workers. A prediction runs to completion in its worker either way.
+worker_class = GUNICORN_WORKERS[_settings.worker_class]
 worker_connections = 1000
 # gevent with keep-alive lets one connection's back-to-back requests starve the others in a worker
 # (p99 44 ms against 3.4 ms measured): each response closes its connection, as sync workers do.

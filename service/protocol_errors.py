@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 # gunicorn status -> the service's error code (service/errors.py names the others).
-_CODES = {400: "bad_request", 403: "forbidden", 404: "not_found", 413: "too_large",
+_CODES = {400: "bad_request", 403: "forbidden", 404: "not_found", 408: "request_timeout", 413: "too_large",
           431: "header_too_large", 500: "internal"}
 
 

@@ -11,7 +11,7 @@ def test_benchmark_runs_and_checks_predictions(tmp_path):
     out = tmp_path / "raw.json"
     result = subprocess.run(
         [PYTHON, "-m", "bench", "--runs", "1", "--seconds", "1", "--models", "digits", "--no-check",
-         "--json", str(out)],
+         "--compare-workers", "sync", "--json", str(out)],
         cwd=ROOT, capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 0, result.stderr[-2000:]
@@ -20,3 +20,6 @@ def test_benchmark_runs_and_checks_predictions(tmp_path):
     # Every request answered: the service made no errors under load.
     assert raw["cells"]["1/service"]["errors"] == 0
     assert raw["cells"]["32/service"]["rps"] > 0
+    # --compare-workers: the same service under gunicorn's sync worker, interleaved with the default.
+    assert "| digits | 1 | service[sync] |" in result.stdout
+    assert raw["cells"]["1/service[sync]"]["errors"] == 0

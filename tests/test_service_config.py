@@ -15,6 +15,7 @@ def test_defaults():
     )
     assert (s.port, s.workers, s.max_batch, s.max_body_bytes) == (8080, 2, 1000, 1024 * 1024)
     assert s.address == "127.0.0.1:8080"
+    assert (s.worker_class, s.read_timeout) == ("buffered", 10.0)
     # Must stay below the ECS container stopTimeout (30 s) so in-flight requests can finish.
     assert s.graceful_timeout < 30 and s.graceful_timeout < s.timeout
 
@@ -39,6 +40,8 @@ def test_every_variable_is_read():
             "MODEL_LOAD_WAIT": "3",
             "MODEL_RETRY_INITIAL": "0.1",
             "MODEL_RETRY_MAX": "5",
+            "WORKER_CLASS": "Gevent",
+            "READ_TIMEOUT": "2.5",
         }
     )
     assert s == Settings(
@@ -59,6 +62,8 @@ def test_every_variable_is_read():
         load_wait=3.0,
         retry_initial=0.1,
         retry_max=5.0,
+        worker_class="gevent",
+        read_timeout=2.5,
     )
 
 
@@ -85,7 +90,8 @@ def test_bind_address(env, address):
         ({"MAX_BATCH": "-5"}, "MAX_BATCH must be at least 1"),
         ({"MAX_BODY_BYTES": "1"}, "MAX_BODY_BYTES must be at least 64"),
         ({"LOG_LEVEL": "loud"}, "LOG_LEVEL must be one of"),
-        ({"WORKER_CLASS": "threads"}, "WORKER_CLASS must be one of sync, gevent"),
+        ({"WORKER_CLASS": "threads"}, "WORKER_CLASS must be one of buffered, sync, gevent"),
+        ({"READ_TIMEOUT": "0"}, "READ_TIMEOUT must be above 0 seconds"),
         ({"GUNICORN_GRACEFUL_TIMEOUT": "30"}, "must be below GUNICORN_TIMEOUT (30)"),
         ({"MODEL_LOAD_WAIT": "x"}, "MODEL_LOAD_WAIT must be a number of seconds"),
         ({"MODEL_LOAD_WAIT": "45"}, "MODEL_LOAD_WAIT (45.0) must be below GUNICORN_TIMEOUT"),
