@@ -556,6 +556,16 @@ try {
     binding.setVariable('pipeline', { Closure body -> pipeline.run(body) })
     binding.setVariable('env', ctx.env)
     binding.setVariable('params', ctx.params)
+    // Before `pipeline { }`: a string credential bound on the controller (the webhook's secret token).
+    binding.setVariable('string', { Map spec -> spec })
+    binding.setVariable('withCredentials', { List specs, Closure body ->
+        specs.each { Map spec -> ctx.env[spec.variable.toString()] = "<credentials ${spec.credentialsId}>".toString() }
+        try {
+            body()
+        } finally {
+            specs.each { Map spec -> ctx.env.remove(spec.variable.toString()) }
+        }
+    })
     new GroovyShell(binding).evaluate(text, file.name)
     if (pipeline.sections.isEmpty()) throw new DryRunError('no pipeline { } block')
 

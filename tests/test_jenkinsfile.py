@@ -214,6 +214,8 @@ def test_gitlab_trigger_status_options_and_reports(plans):
     assert trigger["name"] == "gitlab"
     assert {"triggerOnPush": True, "triggerOnMergeRequest": True, "branchFilterType": "All"}.items() \
         <= trigger["args"][0].items()
+    # The webhook token comes from a Jenkins credential, never from a plain environment variable.
+    assert trigger["args"][0]["secretToken"] == "<credentials gitlab-webhook-secret>"
     options = {o["name"]: o["args"] for o in plan["options"]}
     assert options["gitLabConnection"] == ["gitlab"]
     assert {"timestamps", "disableConcurrentBuilds", "timeout", "buildDiscarder"} <= options.keys()
