@@ -17,6 +17,7 @@ from model.errors import DataError, IntegrityError
 
 ARTIFACT_FILE = "model.joblib"
 MANIFEST_FILE = "manifest.json"
+REPORT_FILE = "report.html"
 FORMAT = "joblib"
 SCHEMA_VERSION = 1
 

@@ -1,4 +1,8 @@
-"""Training data: datasets that ship with scikit-learn, or a CSV file (local or s3://)."""
+"""Training data: datasets that ship with scikit-learn, or a CSV file (local or s3://).
+
+A CSV's columns may be numbers, categories, booleans or free text (model/tabular.py infers each
+kind, `--column-kind` overrides it); a table of numbers only stays a float64 matrix.
+"""
 
 from __future__ import annotations
 
@@ -12,20 +16,26 @@ from urllib.parse import urlparse
 import numpy as np
 
 from model.errors import DataError, ModelError
+from model.tabular import all_numbers, column, parse_columns, to_input
 
-# Offline, shipped inside scikit-learn; all multi-class or binary tabular data.
+# Offline, shipped inside scikit-learn: classification tables, and diabetes (a regression target).
 BUILTIN = {
     "digits": "load_digits",
     "iris": "load_iris",
     "wine": "load_wine",
     "breast_cancer": "load_breast_cancer",
+    "diabetes": "load_diabetes",
 }
 NETWORK = {"20newsgroups"}
 
 
 @dataclass
 class Dataset:
-    """Features (a 2-D float array, or a list of strings for text), labels and provenance."""
+    """Features, labels and provenance.
+
+    X is a 2-D float array (a table of numbers), a pandas DataFrame (a table with other kinds of
+    columns: `frame` is true) or a list of strings (text). `columns` describes a table's columns.
+    """
 
     X: object
     y: np.ndarray
@@ -33,10 +43,16 @@ class Dataset:
     feature_names: list[str] | None
     source: str
     sha256: str
+    columns: list[dict] | None = None
 
     @property
     def rows(self) -> int:
         return len(self.y)
+
+    @property
+    def frame(self) -> bool:
+        """True when the features are a DataFrame (some column is not a number)."""
+        return self.columns is not None and not all_numbers(self.columns)
 
 
 def load_dataset(
@@ -44,15 +60,19 @@ def load_dataset(
     *,
     label_column: str = "label",
     text_column: str | None = None,
+    column_kinds: dict[str, str] | None = None,
     s3_client=None,
 ) -> Dataset:
-    """Load a dataset by name (see BUILTIN) or from a CSV path / s3:// URI, and check it."""
+    """Load a dataset by name (see BUILTIN) or from a CSV path / s3:// URI, and check it.
+
+    `column_kinds` forces the kind of CSV columns (name -> number, category, text or boolean).
+    """
     if spec in BUILTIN:
         dataset = _builtin(spec)
     elif spec == "20newsgroups":
         dataset = _newsgroups()
     elif spec.endswith(".csv") or spec.startswith("s3://"):
-        dataset = _csv(spec, label_column, text_column, s3_client)
+        dataset = _csv(spec, label_column, text_column, s3_client, column_kinds)
     else:
         import difflib
 
@@ -73,7 +93,8 @@ def _builtin(name: str) -> Dataset:
     y = np.asarray(bunch.target)
     digest = hashlib.sha256(X.tobytes() + y.tobytes()).hexdigest()
     names = [str(n) for n in bunch.feature_names] if hasattr(bunch, "feature_names") else None
-    return Dataset(X, y, "tabular", names, f"sklearn:{name}", digest)
+    names = names or [f"x{i}" for i in range(X.shape[1])]
+    return Dataset(X, y, "tabular", names, f"sklearn:{name}", digest, [column(n, "number") for n in names])
 
 
 def _newsgroups() -> Dataset:
@@ -104,7 +125,8 @@ def _read_source(uri: str, s3_client) -> bytes:
         raise DataError(f"cannot read {uri}: {exc.strerror}") from None
 
 
-def _csv(uri: str, label_column: str, text_column: str | None, s3_client) -> Dataset:
+def _csv(uri: str, label_column: str, text_column: str | None, s3_client,
+         column_kinds: dict[str, str] | None) -> Dataset:
     raw = _read_source(uri, s3_client)
     try:
         text = raw.decode("utf-8-sig")
@@ -122,7 +144,7 @@ def _csv(uri: str, label_column: str, text_column: str | None, s3_client) -> Dat
     rows = list(reader)
     if not rows:
         raise DataError(f"{uri} has a header but no data rows")
-    y = np.asarray([row[label_column] for row in rows])
+    y = _numeric_labels(np.asarray([row[label_column] for row in rows]))
     digest = hashlib.sha256(raw).hexdigest()
     if text_column:
         if text_column not in header:
@@ -132,21 +154,13 @@ def _csv(uri: str, label_column: str, text_column: str | None, s3_client) -> Dat
     features = [c for c in header if c != label_column]
     if not features:
         raise DataError(f"{uri} has no feature columns besides {label_column!r}")
-    X = np.empty((len(rows), len(features)), dtype=np.float64)
-    for i, row in enumerate(rows):
-        for j, column in enumerate(features):
-            value = row[column]
-            try:
-                X[i, j] = float(value)
-            except (TypeError, ValueError):
-                raise DataError(
-                    f"{uri} row {i + 2} column {column!r} is not a number ({value!r}); "
-                    "for text data pass --text-column"
-                ) from None
-    if not np.isfinite(X).all():
-        raise DataError(f"{uri} has NaN or infinite feature values")
-    y = _numeric_labels(y)
-    return Dataset(X, y, "tabular", features, uri, digest)
+    if any(row.get(c) is None for row in rows for c in features):
+        short = next(i for i, row in enumerate(rows) if any(row.get(c) is None for c in features))
+        raise DataError(f"{uri} row {short + 2} has fewer values than the header has columns")
+    cells = [[row[c] for c in features] for row in rows]
+    columns, typed = parse_columns(uri, features, cells, column_kinds)
+    X = to_input(columns, typed, frame=not all_numbers(columns))
+    return Dataset(X, y, "tabular", features, uri, digest, columns)
 
 
 def _numeric_labels(y: np.ndarray) -> np.ndarray:
@@ -161,6 +175,10 @@ def _numeric_labels(y: np.ndarray) -> np.ndarray:
 def _check(dataset: Dataset) -> None:
     if dataset.rows == 0:
         raise DataError(f"{dataset.source} is empty")
+
+
+def check_classes(dataset: Dataset) -> None:
+    """DataError unless the labels can train and evaluate a classifier (two classes, two rows each)."""
     classes, counts = np.unique(dataset.y, return_counts=True)
     if len(classes) < 2:
         raise DataError(f"{dataset.source} has one class only ({classes[0]!r}); need at least two")

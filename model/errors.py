@@ -55,3 +55,10 @@ class GateError(ModelError):
     """The quality gate refused a candidate: its metric is worse than the current alias target."""
 
     exit_code = ExitCode.GATE_REFUSED
+
+
+class RecipeError(ModelError):
+    """A recipe cannot be imported, fails to build or fit its estimator, or builds the wrong kind of
+    estimator for the data (a classifier on a continuous target)."""
+
+    exit_code = ExitCode.RECIPE_FAILED

@@ -32,6 +32,7 @@ class ExitCode(IntEnum):
     STACK_BUSY = 14
     STACK_FAILED = 15
     NO_CHANGES = 16
+    RECIPE_FAILED = 17
     INTERRUPTED = 130
 
 
@@ -70,6 +71,8 @@ TABLE: dict[ExitCode, tuple[str, str]] = {
                             "nothing; the message says what to do"),
     ExitCode.NO_CHANGES: ("the stack already matches: the change set has no changes "
                           "(`--no-fail-on-empty-changeset` makes this 0)", "nothing"),
+    ExitCode.RECIPE_FAILED: ("the recipe failed: cannot be imported, raised while building or fitting, "
+                             "returned no estimator, or a classifier on a continuous target", "nothing"),
     ExitCode.INTERRUPTED: ("interrupted (Ctrl-C, SIGTERM) before anything changed", "nothing"),
 }
 

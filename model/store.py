@@ -4,7 +4,10 @@ Layout (the same on both backends)::
 
     <store>/<name>/versions/<version>/model.joblib
     <store>/<name>/versions/<version>/manifest.json
+    <store>/<name>/versions/<version>/signature.json   (signed versions)
+    <store>/<name>/versions/<version>/report.html      (optional, written after the manifest)
     <store>/<name>/aliases/<alias>.json
+    <store>/<name>/history/<alias>/<time>-<version>.json
 
 A version is complete only once its manifest exists: publishing writes the pickle first and the
 manifest last, so a crash in between leaves nothing that is listed or loaded.
@@ -17,7 +20,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from model.artifact import ARTIFACT_FILE, MANIFEST_FILE, validate_manifest
+from model.artifact import ARTIFACT_FILE, MANIFEST_FILE, REPORT_FILE, validate_manifest
 from model.backends import open_backend
 from model.errors import ConflictError, IntegrityError, NotFoundError, StoreError
 
@@ -202,6 +205,24 @@ class ModelStore:
             self.backend.write(self._version_key(name, version, SIGNATURE_FILE), signer.sign(body).to_bytes())
         self.backend.create(manifest_key, body)
         return manifest
+
+    def write_report(self, name: str, version: str, html: str) -> None:
+        """Store a complete version's HTML report (model/report.py) beside its manifest.
+
+        The report is derived from the manifest, not part of what the signature covers: it can be
+        written again (a newer comparison), and the service sends it with a script-free policy.
+        """
+        self.manifest(name, version)  # only for complete versions
+        self.backend.write(self._version_key(name, version, REPORT_FILE), html.encode("utf-8"))
+
+    def read_report(self, name: str, version: str) -> str:
+        """A version's stored HTML report; NotFoundError if none was written."""
+        try:
+            data, _ = self.backend.read(self._version_key(name, version, REPORT_FILE))
+        except NotFoundError:
+            raise NotFoundError(f"{name} {version} has no report (python -m model report {version} "
+                                "--publish writes one)") from None
+        return data.decode("utf-8")
 
     # -- aliases --------------------------------------------------------------------------
     def alias(self, name: str, alias: str = DEFAULT_ALIAS) -> Alias | None:

@@ -74,12 +74,13 @@ def test_tabular_csv_from_s3(s3_bucket, tmp_path):
     ("content", "kwargs", "message"),
     [
         ("a,b\n1,2\n3,4\n", {}, "no label column 'label'"),
-        ("a,label\n1,x\nfoo,y\n1,x\n2,y\n", {}, "row 3 column 'a' is not a number"),
+        ("a,label\n1,x\nfoo,y\n1,x\n2,y\n", {"column_kinds": {"a": "number"}},
+         "row 3 column 'a' is not a finite number"),
+        ("a,label\n1,x\n2,y\n", {"column_kinds": {"b": "number"}}, "no column 'b'"),
         ("a,label\n", {}, "no data rows"),
         ("", {}, "empty"),
-        ("a,label\n1,x\n2,x\n3,x\n", {}, "one class only"),
-        ("a,label\n1,x\n2,y\n3,y\n", {}, "single row"),
-        ("a,label\nnan,x\n2,y\n1,x\n2,y\n", {}, "NaN or infinite"),
+        ("a,label\nnan,x\n2,y\n1,x\n2,y\n", {}, "row 2 column 'a' is not a finite number"),
+        ("a,b,label\n1,2,x\n3\n", {}, "row 3 has fewer values"),
         ("label\nx\ny\n", {}, "no feature columns"),
         ("t,label\nhi,x\n", {"text_column": "text"}, "no text column 'text'"),
     ],
@@ -89,6 +90,20 @@ def test_bad_csv_gives_a_clear_error(tmp_path, content, kwargs, message):
     path.write_text(content)
     with pytest.raises(DataError, match=message):
         load_dataset(str(path), **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("a,label\n1,x\n2,x\n3,x\n", "one class only"),
+        ("a,label\n1,x\n2,y\n3,y\n", "single row"),
+    ],
+)
+def test_labels_a_classifier_cannot_learn_from(tmp_path, content, message):
+    path = tmp_path / "bad.csv"
+    path.write_text(content)
+    with pytest.raises(DataError, match=message):
+        train(load_dataset(str(path)), name="bad")
 
 
 def test_unknown_dataset_and_missing_file(tmp_path):
