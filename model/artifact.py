@@ -91,6 +91,8 @@ def validate_manifest(manifest: object) -> dict:
                 raise IntegrityError(f"manifest is missing the field '{field}.{key}'")
     if manifest["input_schema"]["type"] not in ("text", "tabular"):
         raise IntegrityError("manifest input_schema.type must be 'text' or 'tabular'")
+    if manifest.get("task", "classification") not in ("classification", "regression"):
+        raise IntegrityError("manifest task must be 'classification' or 'regression'")
     return manifest
 
 

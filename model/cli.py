@@ -1,4 +1,4 @@
-"""`python -m model`: train, publish, list, show, promote, rollback, verify, resolve.
+"""`python -m model`: train, import, publish, report, list, show, promote, rollback, verify, resolve.
 
 Every failure is one line on stderr, `error: ...`, and an exit code from model/exit_codes.py
 (printed at the end of `--help`).
@@ -61,8 +61,14 @@ def _publish(store, artifact: bytes, manifest: dict, args) -> None:
     print(result.describe())
     from model.signing import signer
 
+    baseline = _baseline(store, manifest, args.gate_alias)
     store.publish(artifact, manifest, signer=signer(args.sign_key or os.environ.get("MODEL_SIGNING_KEY")))
     print(f"published {manifest['name']} {manifest['version']} to {store.uri}")
+    if not args.no_report:
+        try:
+            store.write_report(manifest["name"], manifest["version"], _render(manifest, baseline))
+        except UsageError as exc:
+            print(f"note: no report stored: {exc}")
     if args.promote:
         moved = store.move_alias(manifest["name"], args.promote, manifest["version"])
         print(f"{args.promote} -> {moved.version} (was {moved.previous or 'unset'})")
@@ -70,12 +76,48 @@ def _publish(store, artifact: bytes, manifest: dict, args) -> None:
         Path(args.version_file).write_text(manifest["version"] + "\n")
 
 
+def _column_kinds(pairs: list[str]) -> dict:
+    from model.tabular import KINDS
+
+    kinds = _params(pairs)
+    for name, kind in kinds.items():
+        if kind not in KINDS:
+            raise UsageError(f"--column-kind {name}={kind}: the kind must be one of {', '.join(KINDS)}")
+    return kinds
+
+
+def _apply_plan(args) -> None:
+    """Fill the train options from the repo's training plan (model/training.toml) for --plan."""
+    from model.plan import load_plan
+
+    entry = load_plan(args.plan, args.model)
+    given = [flag for flag, value in (("--dataset", args.dataset), ("--recipe", args.recipe),
+                                      ("--param", args.param), ("--column-kind", args.column_kind))
+             if value]
+    if given:
+        raise UsageError(f"--plan names the dataset, recipe and parameters; drop {', '.join(given)}")
+    args.name = args.name or entry.name
+    args.dataset, args.recipe = entry.dataset, entry.recipe
+    args.label_column = entry.label_column or args.label_column
+    args.text_column = entry.text_column or args.text_column
+    args.param = [f"{k}={v}" for k, v in entry.params.items()]
+    args.column_kind = [f"{k}={v}" for k, v in entry.column_kinds.items()]
+
+
 def cmd_train(args) -> int:
     from model.artifact import write_candidate
     from model.data import load_dataset
-    from model.train import train
+    from model.evaluate import headline
+    from model.recipes import load_recipe
+    from model.train import default_recipe, train
 
+    if args.plan:
+        _apply_plan(args)
+    args.dataset = args.dataset or "digits"
     _store_uri, name = _settings(args)
+    params, kinds = _params(args.param), _column_kinds(args.column_kind)
+    if args.recipe:
+        load_recipe(args.recipe)  # a mistyped recipe fails before the data is read
     store = None
     if args.out is None:
         store = _store(args)
@@ -83,20 +125,140 @@ def cmd_train(args) -> int:
             print(f"{name} already has versions in {store.uri}; not training (--if-empty)")
             return 0
     dataset = load_dataset(
-        args.dataset, label_column=args.label_column, text_column=args.text_column
+        args.dataset, label_column=args.label_column, text_column=args.text_column, column_kinds=kinds
     )
-    print(f"training {name} on {dataset.source} ({dataset.rows} rows, {dataset.kind})")
+    recipe = args.recipe or default_recipe(dataset)
+    shape = dataset.kind
+    if dataset.frame:
+        shown = ", ".join(f"{c['name']} ({c['kind']})" for c in dataset.columns[:6])
+        shape = f"table: {shown}" + (", ..." if len(dataset.columns) > 6 else "")
+    print(f"training {name} with recipe {recipe} on {dataset.source} ({dataset.rows} rows, {shape})")
     artifact, manifest = train(
-        dataset, name=name, params=_params(args.param), seed=args.seed, test_size=args.test_size
+        dataset, name=name, recipe=recipe, params=params, seed=args.seed, test_size=args.test_size
     )
-    metrics = manifest["metrics"]
-    print(f"evaluated: accuracy={metrics['accuracy']:.4f} macro_f1={metrics['macro_f1']:.4f}")
+    print(f"evaluated ({manifest['task']}): {headline(manifest)}")
     if args.out is not None:
         write_candidate(args.out, artifact, manifest)
+        _candidate_report(args.out, manifest, store=None if args.no_report else _report_store(args))
         print(f"wrote candidate {manifest['version']} to {args.out}")
         return 0
     _publish(store, artifact, manifest, args)
     return 0
+
+
+def cmd_import(args) -> int:
+    from model.data import load_dataset
+    from model.errors import DataError
+    from model.evaluate import headline
+    from model.publish import build_manifest
+
+    store = _store(args)
+    _, name = _settings(args)
+    estimator = _load_pickle(args.pickle)
+    holdout = load_dataset(args.data, label_column=args.label_column, text_column=args.text_column,
+                           column_kinds=_column_kinds(args.column_kind))
+    X = holdout.X
+    if holdout.kind == "tabular" and not holdout.frame and hasattr(estimator, "feature_names_in_"):
+        X = _frame_of(holdout)  # fitted on a DataFrame: give it named columns back
+    try:
+        artifact, manifest = build_manifest(estimator, X, holdout.y, name=name, source=holdout.source,
+                                            recipe="imported", data={"sha256": holdout.sha256},
+                                            columns=holdout.columns)
+    except DataError as exc:
+        raise DataError(f"cannot import {args.pickle}: {exc}") from None
+    print(f"imported {type(estimator).__name__} from {args.pickle}, evaluated on {holdout.source} "
+          f"({holdout.rows} rows, {manifest['task']}): {headline(manifest)}")
+    _publish(store, artifact, manifest, args)
+    return 0
+
+
+def _frame_of(dataset):
+    from model.tabular import to_frame
+
+    return to_frame(dataset.columns, dataset.X.tolist())
+
+
+def _load_pickle(path: Path):
+    """The estimator in a joblib/pickle file the user trained (loading runs code: trust the file)."""
+    import pickle
+
+    import joblib
+
+    from model.errors import DataError
+
+    try:
+        return joblib.load(path)
+    except FileNotFoundError:
+        raise DataError(f"no such file: {path}") from None
+    except (pickle.UnpicklingError, EOFError, ValueError, KeyError, IndexError) as exc:
+        raise DataError(f"{path} is not a joblib or pickle file ({type(exc).__name__}: {exc})") from None
+    except (ImportError, AttributeError) as exc:
+        raise DataError(f"{path} needs code this environment does not have: {exc}") from None
+
+
+def cmd_report(args) -> int:
+    store = _store(args)
+    _, name = _settings(args)
+    version = _resolve_any(store, name, args.version)
+    manifest = store.manifest(name, version)
+    against = None
+    if args.against:
+        other = _resolve_any(store, name, args.against)
+        against = store.manifest(name, other) if other != version else None
+    html = _render(manifest, against)
+    if args.publish:
+        store.write_report(name, version, html)
+        print(f"stored the report of {name} {version} in {store.uri} (served at /report)")
+    out = args.out or (None if args.publish else Path(f"report-{name}-{version}.html"))
+    if out is not None:
+        Path(out).write_text(html, encoding="utf-8")
+        print(f"wrote {out}")
+    return 0
+
+
+def _resolve_any(store, name: str, ref: str) -> str:
+    """A version id as given, or the version an alias names."""
+    from model.store import is_version
+
+    return ref if is_version(ref) else store.resolve(name, alias=ref)
+
+
+def _render(manifest: dict, against: dict | None) -> str:
+    try:
+        import matplotlib  # noqa: F401 (the report's plots; an optional dependency)
+    except ImportError:
+        raise UsageError("the report needs matplotlib: pip install '.[report]'") from None
+    from model.report import render_report
+
+    return render_report(manifest, against=against)
+
+
+def _report_store(args):
+    try:
+        return _store(args)
+    except ModelError:
+        return None
+
+
+def _baseline(store, manifest: dict, alias: str) -> dict | None:
+    from model.errors import NotFoundError
+
+    if store is None:
+        return None
+    try:
+        return store.manifest(manifest["name"], store.resolve(manifest["name"], alias=alias))
+    except (NotFoundError, ModelError):
+        return None
+
+
+def _candidate_report(folder: Path, manifest: dict, store) -> None:
+    """report.html beside a candidate's manifest (Jenkins archives it), against production if any."""
+    try:
+        html = _render(manifest, _baseline(store, manifest, DEFAULT_ALIAS))
+    except UsageError as exc:
+        print(f"note: no report: {exc}")
+        return
+    (Path(folder) / "report.html").write_text(html, encoding="utf-8")
 
 
 def cmd_publish(args) -> int:
@@ -138,8 +300,9 @@ def cmd_list(args) -> int:
             {
                 "version": version,
                 "created_at": manifest["created_at"],
-                "accuracy": manifest["metrics"].get("accuracy"),
-                "macro_f1": manifest["metrics"].get("macro_f1"),
+                "task": manifest.get("task", "classification"),
+                "recipe": manifest.get("recipe"),
+                "metrics": {k: v for k, v in manifest["metrics"].items() if not isinstance(v, dict)},
                 "aliases": sorted(a for a, rec in aliases.items() if rec.version == version),
             }
         )
@@ -148,30 +311,19 @@ def cmd_list(args) -> int:
     elif not rows:
         print(f"{name}: no versions in {store.uri}")
     else:
+        from model.evaluate import headline
+
         print(f"{name} in {store.uri}")
-        print(f"{'VERSION':<27} {'CREATED':<21} {'ACCURACY':>8} {'MACRO_F1':>8}  ALIASES")
+        print(f"{'VERSION':<27} {'CREATED':<21} {'METRICS':<34} ALIASES")
         for row in rows:
             if "error" in row:
                 print(f"{row['version']:<27} UNREADABLE MANIFEST (python -m model show --version "
                       f"{row['version']})")
                 continue
-            print(
-                f"{row['version']:<27} {row['created_at']:<21} {row['accuracy']:>8.4f} "
-                f"{row['macro_f1']:>8.4f}  {', '.join(row['aliases'])}"
-            )
+            scores = headline({"task": row["task"], "metrics": row["metrics"]})
+            print(f"{row['version']:<27} {row['created_at']:<21} {scores:<34} {', '.join(row['aliases'])}")
     if unreadable:
         raise IntegrityError(f"{len(unreadable)} version(s) have an unreadable manifest: {unreadable[0]}")
-    return 0
-    if not rows:
-        print(f"{name}: no versions in {store.uri}")
-        return 0
-    print(f"{name} in {store.uri}")
-    print(f"{'VERSION':<27} {'CREATED':<21} {'ACCURACY':>8} {'MACRO_F1':>8}  ALIASES")
-    for row in rows:
-        print(
-            f"{row['version']:<27} {row['created_at']:<21} {row['accuracy']:>8.4f} "
-            f"{row['macro_f1']:>8.4f}  {', '.join(row['aliases'])}"
-        )
     return 0
 
 
@@ -325,7 +477,9 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--name", help=f"model name (default: $MODEL_NAME or {DEFAULT_NAME})")
 
     gate = argparse.ArgumentParser(add_help=False)
-    gate.add_argument("--gate-metric", default=DEFAULT_METRIC, choices=METRICS)
+    gate.add_argument("--gate-metric", default=DEFAULT_METRIC, choices=METRICS,
+                      help="default: macro_f1 for classifiers, r2 for regressors (mae and rmse: lower "
+                           "is better)")
     gate.add_argument("--gate-tolerance", type=float, default=DEFAULT_TOLERANCE,
                       help="how much worse than the baseline is still accepted (default %(default)s)")
     gate.add_argument("--gate-alias", default=DEFAULT_ALIAS,
@@ -345,6 +499,9 @@ def build_parser() -> argparse.ArgumentParser:
                             help="move this alias to the new version after publishing")
     publishing.add_argument("--version-file", metavar="PATH",
                             help="write the published version id to this file")
+    publishing.add_argument("--no-report", action="store_true",
+                            help="do not write the HTML report (stored beside the manifest; needs "
+                                 "matplotlib)")
 
     select = argparse.ArgumentParser(add_help=False)
     select.add_argument("--alias", default=None, help=f"alias to resolve (default {DEFAULT_ALIAS})")
@@ -358,19 +515,48 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", parents=[common, gate, publishing],
                        help="train, evaluate, gate and publish a model")
-    p.add_argument("--dataset", default="digits",
-                   help="digits, iris, wine, breast_cancer, 20newsgroups (network), "
-                        "or a .csv path / s3:// URI (default %(default)s)")
+    p.add_argument("--dataset",
+                   help="digits, iris, wine, breast_cancer, diabetes (regression), 20newsgroups (network), "
+                        "or a .csv path / s3:// URI (default digits)")
+    p.add_argument("--recipe",
+                   help="the training code: a name from model/recipes/ (logreg, tfidf, hgb_table, "
+                        "forest_regressor, linear_svc) or package.module:function (default: logreg for "
+                        "numbers, hgb_table for mixed tables, tfidf for text)")
     p.add_argument("--label-column", default="label", help="CSV label column (default %(default)s)")
-    p.add_argument("--text-column", help="CSV text column: trains the tf-idf text model")
+    p.add_argument("--text-column", help="CSV text column: trains a text model on it alone")
+    p.add_argument("--column-kind", action="append", metavar="COLUMN=KIND",
+                   help="force a CSV column's kind: number, category, text or boolean")
     p.add_argument("--param", action="append", metavar="KEY=VALUE",
-                   help="estimator parameter (C, max_iter, ngram_max, min_df, max_features)")
+                   help="recipe parameter (see the recipe's docstring)")
+    p.add_argument("--plan", type=Path, metavar="TOML",
+                   help="train what the plan file names (model/training.toml): dataset, recipe, parameters")
+    p.add_argument("--model", metavar="NAME", help="with --plan: which entry (default: the first)")
     p.add_argument("--seed", type=int, default=DEFAULT_SEED)
     p.add_argument("--test-size", type=float, default=DEFAULT_TEST_SIZE)
     p.add_argument("--out", type=Path, help="write a candidate folder instead of publishing")
     p.add_argument("--if-empty", action="store_true",
                    help="do nothing if the model already has a version in the store")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("import", parents=[common, gate, publishing],
+                       help="evaluate an estimator fitted elsewhere on held-out data, gate and publish it")
+    p.add_argument("pickle", type=Path, help="a joblib or pickle file of a fitted estimator (loading it runs "
+                                             "its code: import only files you trust)")
+    p.add_argument("--data", required=True, help="held-out data: a .csv path or s3:// URI")
+    p.add_argument("--label-column", default="label", help="CSV label column (default %(default)s)")
+    p.add_argument("--text-column", help="CSV text column, for a text model")
+    p.add_argument("--column-kind", action="append", metavar="COLUMN=KIND",
+                   help="force a CSV column's kind: number, category, text or boolean")
+    p.set_defaults(func=cmd_import)
+
+    p = sub.add_parser("report", parents=[common],
+                       help="write a version's HTML report (plots, metrics, lineage; needs matplotlib)")
+    p.add_argument("version", help="a version id or an alias")
+    p.add_argument("--against", metavar="VERSION|ALIAS", help="compare with this version, e.g. production")
+    p.add_argument("--out", type=Path, help="the HTML file (default report-<name>-<version>.html)")
+    p.add_argument("--publish", action="store_true",
+                   help="store it beside the version's manifest (the service serves it at /report)")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("publish", parents=[common, gate, publishing],
                        help="gate and publish a candidate folder written by train --out")

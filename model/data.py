@@ -181,9 +181,9 @@ def check_classes(dataset: Dataset) -> None:
     """DataError unless the labels can train and evaluate a classifier (two classes, two rows each)."""
     classes, counts = np.unique(dataset.y, return_counts=True)
     if len(classes) < 2:
-        raise DataError(f"{dataset.source} has one class only ({classes[0]!r}); need at least two")
+        raise DataError(f"{dataset.source} has one class only ({classes[0].item()!r}); need at least two")
     if counts.min() < 2:
-        rare = classes[counts.argmin()]
+        rare = classes[counts.argmin()].item()
         raise DataError(
             f"{dataset.source}: class {rare!r} has a single row; every class needs at least two "
             "for a held-out split"

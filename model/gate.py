@@ -5,11 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from model.errors import GateError, NotFoundError
+from model.evaluate import CLASSIFICATION, LOWER_IS_BETTER
+from model.evaluate import METRICS as TASK_METRICS
 from model.store import DEFAULT_ALIAS, ModelStore
 
-DEFAULT_METRIC = "macro_f1"
+# None: the task's own default (macro F1 for classifiers, R² for regressors).
+DEFAULT_METRIC = None
+DEFAULT_METRICS = {"classification": "macro_f1", "regression": "r2"}
 DEFAULT_TOLERANCE = 0.01
-METRICS = ("accuracy", "macro_f1")
+METRICS = tuple(m for metrics in TASK_METRICS.values() for m in metrics)
 
 
 @dataclass(frozen=True)
@@ -34,16 +38,21 @@ class GateResult:
 
 
 def compare(
-    candidate: dict, baseline: dict | None, *, metric: str, tolerance: float
+    candidate: dict, baseline: dict | None, *, metric: str | None, tolerance: float
 ) -> GateResult:
-    """Compare two manifests on one metric; higher is better."""
-    if metric not in METRICS:
-        raise GateError(f"unknown gate metric {metric!r}: use one of {', '.join(METRICS)}")
+    """Compare two manifests on one metric (higher is better, except for MAE and RMSE, where the
+    candidate may be at most `tolerance` above the baseline)."""
+    task = candidate.get("task", CLASSIFICATION)
+    metric = metric or DEFAULT_METRICS[task]
+    if metric not in TASK_METRICS[task]:
+        raise GateError(f"gate metric {metric!r} does not apply to a {task} model: use one of "
+                        f"{', '.join(TASK_METRICS[task])}")
     value = float(candidate["metrics"][metric])
     if baseline is None or metric not in baseline.get("metrics", {}):
         return GateResult(metric, value, None, None, tolerance, True)
     base = float(baseline["metrics"][metric])
-    return GateResult(metric, value, base, baseline["version"], tolerance, value >= base - tolerance)
+    passed = value <= base + tolerance if metric in LOWER_IS_BETTER else value >= base - tolerance
+    return GateResult(metric, value, base, baseline["version"], tolerance, passed)
 
 
 def schema_difference(candidate: dict, baseline: dict) -> str | None:
@@ -53,6 +62,9 @@ def schema_difference(candidate: dict, baseline: dict) -> str | None:
     feature count, names or order) or different classes breaks every one of them.
     """
     new, old = candidate["input_schema"], baseline["input_schema"]
+    new_task, old_task = candidate.get("task", CLASSIFICATION), baseline.get("task", CLASSIFICATION)
+    if new_task != old_task:
+        return f"it is a {new_task} model, {baseline['version']} is a {old_task} model"
     if new.get("type") != old.get("type"):
         return f"input is {new.get('type')}, {baseline['version']} takes {old.get('type')}"
     if new.get("type") == "tabular":
@@ -63,10 +75,21 @@ def schema_difference(candidate: dict, baseline: dict) -> str | None:
         if new_features != old_features:
             changed = [f"{a!r} -> {b!r}" for a, b in zip(old_features, new_features, strict=True) if a != b]
             return f"feature names or order differ from {baseline['version']}: {', '.join(changed[:3])}"
+        kinds = _kinds(new), _kinds(old)
+        changed = [f"{name} {kinds[1][name]} -> {kinds[0][name]}" for name in new_features
+                   if kinds[0].get(name) != kinds[1].get(name)]
+        if changed:
+            return f"feature kinds differ from {baseline['version']}: {', '.join(changed[:3])}"
     if [str(c) for c in candidate["classes"]] != [str(c) for c in baseline["classes"]]:
         return (f"classes {_names([str(c) for c in candidate['classes']])}, {baseline['version']} has "
                 f"{_names([str(c) for c in baseline['classes']])}")
     return None
+
+
+def _kinds(schema: dict) -> dict[str, str]:
+    # Manifests from before mixed tables have no columns: every feature is a number.
+    columns = schema.get("columns") or [{"name": n, "kind": "number"} for n in schema.get("features") or []]
+    return {c["name"]: c["kind"] for c in columns}
 
 
 def _names(names: list[str], shown: int = 4) -> str:
@@ -89,7 +112,7 @@ def check_gate(
     candidate: dict,
     *,
     alias: str = DEFAULT_ALIAS,
-    metric: str = DEFAULT_METRIC,
+    metric: str | None = DEFAULT_METRIC,
     tolerance: float = DEFAULT_TOLERANCE,
     force: bool = False,
     allow_schema_change: bool = False,
@@ -115,7 +138,7 @@ def check_promotion(
     *,
     alias: str = DEFAULT_ALIAS,
     gate_alias: str | None = None,
-    metric: str = DEFAULT_METRIC,
+    metric: str | None = DEFAULT_METRIC,
     tolerance: float = DEFAULT_TOLERANCE,
     force: bool = False,
     allow_schema_change: bool = False,

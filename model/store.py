@@ -32,6 +32,11 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _VERSION_RE = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{8}$")
 
 
+def is_version(value: str) -> bool:
+    """True if `value` has the form of a version id (time plus hash), as opposed to an alias name."""
+    return bool(_VERSION_RE.match(value or ""))
+
+
 def check_name(kind: str, value: str) -> str:
     """Refuse names that would escape the layout (slashes, dots, empty)."""
     if not value or not _NAME_RE.match(value) or value in (".", ".."):

@@ -12,6 +12,7 @@ from model.recipes import DEFAULT_MIXED, DEFAULT_TABULAR, DEFAULT_TEXT, load_rec
 
 DEFAULT_SEED = 42
 DEFAULT_TEST_SIZE = 0.2
+_MAX_CLASSES = 50
 
 
 def default_recipe(dataset: Dataset) -> str:
@@ -33,10 +34,15 @@ def _target(dataset: Dataset, task: str, recipe: str) -> np.ndarray:
             sample = next(v for v in dataset.y if not _is_number(v))
             raise RecipeError(f"recipe {recipe} builds a regressor, but the label column has values that are "
                               f"not numbers ({sample!r})") from None
-    if type_of_target(dataset.y) == "continuous":
-        sample = next(v for v in dataset.y if float(v) != int(float(v)))
-        raise RecipeError(f"recipe {recipe} builds a classifier, but the label column is continuous (e.g. "
-                          f"{sample!r}): use a regressor recipe, such as forest_regressor")
+    kind = type_of_target(dataset.y)
+    distinct = len(np.unique(dataset.y))
+    # Whole numbers with a value for almost every few rows (a price, a score) are a quantity to
+    # predict, not classes: sklearn calls them multiclass, a classifier would learn nothing useful.
+    numeric = dataset.y.dtype.kind in "iuf"
+    if kind == "continuous" or (numeric and distinct > _MAX_CLASSES and distinct > dataset.rows / 10):
+        raise RecipeError(f"recipe {recipe} builds a classifier, but the label column looks continuous "
+                          f"({distinct} distinct numbers in {dataset.rows} rows): use a regressor recipe, "
+                          "such as forest_regressor")
     check_classes(dataset)
     return dataset.y
 
