@@ -18,7 +18,29 @@ from standin.ports import free_port
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-__all__ = ["IN_CI", "PYTHON", "ROOT", "GunicornServer", "free_port", "require_tool", "run_cli"]
+__all__ = ["IN_CI", "PYTHON", "ROOT", "GunicornServer", "free_port", "require_tool", "run_cli",
+           "write_churn_csv"]
+
+
+def write_churn_csv(path: Path, rows: int = 400, seed: int = 1) -> Path:
+    """A mixed-type table as a customer-churn export looks: a number, a category, a boolean and a
+    short free-text note, with a label that depends on them (so a model can learn something)."""
+    import csv
+
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    notes = ["happy customer", "billing complaint", "asked for a discount", "no contact since spring"]
+    with open(path, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["age", "plan", "active", "note", "churned"])
+        for _ in range(rows):
+            age, plan = int(rng.integers(18, 80)), str(rng.choice(["basic", "pro", "team"]))
+            active = rng.random() < 0.6
+            chance = 0.1 + 0.5 * (plan == "basic") + 0.3 * (not active)
+            writer.writerow([age, plan, "true" if active else "false", str(rng.choice(notes)),
+                             int(rng.random() < chance)])
+    return path
 
 
 def require_tool(name: str, reason: str = "") -> str:
