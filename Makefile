@@ -76,13 +76,14 @@ bench: $(STAMP) ## benchmark the service vs in-process predict_proba and a FastA
 
 # ---- train pipeline stages (Jenkinsfile: Train) ---------------------------------------------
 CANDIDATE ?= build/candidate
-DATASET ?= digits
+# Which model of the training plan (model/training.toml) to train; empty: its first entry.
+TRAIN_MODEL ?=
 GATE_ARGS ?=
 
 .PHONY: train gate publish promote
-train: $(STAMP) ## train and evaluate a candidate into $(CANDIDATE) (no publish)
+train: $(STAMP) ## train the plan's model (model/training.toml, TRAIN_MODEL) into $(CANDIDATE), with report.html
 	rm -rf $(CANDIDATE)
-	$(PY) -m model train --dataset $(DATASET) --out $(CANDIDATE)
+	$(PY) -m model train --plan model/training.toml $(if $(TRAIN_MODEL),--model $(TRAIN_MODEL)) --out $(CANDIDATE)
 
 gate: $(STAMP) ## quality gate: the candidate against the current production model
 	$(PY) -m model gate $(CANDIDATE) $(GATE_ARGS)
