@@ -25,6 +25,9 @@ from service.errors import ApiError, InvalidInput, InvalidJson, NotReady, TooLar
 from service.holder import ModelHolder
 from service.metrics import Metrics
 from service.openapi import build_spec
+from service.page import page_context
+from service.reports import HEADERS as REPORT_HEADERS
+from service.reports import Reports
 
 log = logging.getLogger("service.app")
 access_log = logging.getLogger("service.access")
@@ -43,11 +46,12 @@ JSON = "application/json"
 
 @dataclass
 class Service:
-    """What the routes share: settings, this worker's model holder and the metrics."""
+    """What the routes share: settings, this worker's model holder, the metrics and report cache."""
 
     settings: Settings
     holder: ModelHolder
     metrics: Metrics
+    reports: Reports
 
 
 def create_app(config: Mapping[str, object] | None = None) -> Flask:
@@ -62,7 +66,7 @@ def create_app(config: Mapping[str, object] | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     metrics = Metrics(settings.prometheus_multiproc_dir)
     holder = ModelHolder(settings, on_loaded=lambda predictor: metrics.model_loaded(predictor.info))
-    service = Service(settings, holder, metrics)
+    service = Service(settings, holder, metrics, Reports(settings.model_store))
     app.extensions["service"] = service
 
     _register_hooks(app, service)
@@ -178,7 +182,7 @@ def _parse_body():
 
 
 def _register_routes(app: Flask, service: Service) -> None:
-    holder, metrics, settings = service.holder, service.metrics, service.settings
+    holder, metrics, settings, reports = service.holder, service.metrics, service.settings, service.reports
 
     def predictor():
         current = holder.predictor
@@ -222,18 +226,17 @@ def _register_routes(app: Flask, service: Service) -> None:
     def openapi():
         return _json_response(build_spec(holder.predictor, settings.max_batch, settings.max_body_bytes))
 
+    @app.get("/report")
+    def report():
+        info = predictor().info
+        html = reports.html(info["name"], info["version"])
+        return Response(html, content_type="text/html; charset=utf-8", headers=REPORT_HEADERS)
+
     @app.get("/")
     def page():
         current = holder.predictor
         if current is None:
             return render_template("index.html", model=None, error=holder.error), 503
-        manifest = current.manifest
-        return render_template(
-            "index.html",
-            model=current,
-            manifest=manifest,
-            example=json.dumps(manifest.get("example"))
-            if current.kind == "tabular"
-            else manifest.get("example") or "",
-            max_batch=settings.max_batch,
-        )
+        has_report = reports.exists(current.info["name"], current.info["version"])
+        return render_template("index.html", **page_context(current, has_report=has_report),
+                               max_batch=settings.max_batch)

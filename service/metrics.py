@@ -47,7 +47,8 @@ class Metrics:
             registry=r,
         )
         self.predictions = Counter(
-            "predictions_total", "Predicted instances by predicted class", ["label"], registry=r
+            "predictions_total", "Predicted instances by predicted class (regressors: label \"value\")",
+            ["label"], registry=r
         )
         self.errors = Counter("errors_total", "Error responses by error code", ["code"], registry=r)
         # An info-style gauge (Info is not supported in multiprocess mode); livemax drops workers
@@ -67,7 +68,11 @@ class Metrics:
         self.latency.labels(endpoint, code).observe(seconds)
 
     def count_predictions(self, labels: list) -> None:
-        """Count predicted instances by class (one increment per distinct class)."""
+        """Count predicted instances by class (one increment per distinct class).
+
+        Labels are a model's classes, a bounded set; a regressor's instances all come as the one
+        label "value" (service.outputs.VALUE_LABEL), never one label per predicted number.
+        """
         if len(labels) == 1:
             self.predictions.labels(str(labels[0])).inc()
             return

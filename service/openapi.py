@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from service import outputs
 from service.predict import Predictor
 
 JSON = "application/json"
@@ -11,45 +12,75 @@ def _text(description: str, media_type: str) -> dict:
     return {"description": description, "content": {media_type: {"schema": {"type": "string"}}}}
 
 
+_ANY_INSTANCE = {
+    "oneOf": [
+        {"type": "string", "description": "text models"},
+        {
+            "type": "array",
+            "items": {"type": ["number", "string", "boolean"]},
+            "description": "tabular row, in feature order",
+        },
+        {
+            "type": "object",
+            "additionalProperties": {"type": ["number", "string", "boolean"]},
+            "description": "tabular row keyed by feature name",
+        },
+    ]
+}
+
+
+def _column_schema(predictor: Predictor, spec: dict) -> dict:
+    """A tabular value by its column's kind; a category's values are an enum only when the model
+    refuses the others (handle_unknown="error"), else any string is accepted."""
+    kind, name = spec["kind"], spec["name"]
+    if kind == "number":
+        return {"type": "number", "description": "a finite number"}
+    if kind == "boolean":
+        return {"type": "boolean"}
+    if kind == "text":
+        return {"type": "string", "description": "free text"}
+    closed = predictor.table.closed.get(name)
+    if closed is not None:
+        return {"type": "string", "enum": closed, "description": "a category the model knows"}
+    schema = {"type": "string", "description": "a category; unknown values are accepted"}
+    if spec.get("values"):
+        schema["examples"] = list(spec["values"])
+    return schema
+
+
+def _row_schema(predictor: Predictor) -> dict:
+    table = predictor.table
+    n, names = table.n_features, table.features
+    if table.matrix:
+        items = {"type": "array", "items": {"type": "number"}, "minItems": n, "maxItems": n,
+                 "description": f"{n} finite numbers in feature order"}
+        properties = {name: {"type": "number"} for name in names}
+    else:
+        columns = [_column_schema(predictor, spec) for spec in table.columns]
+        items = {"type": "array", "prefixItems": columns, "items": False, "minItems": n, "maxItems": n,
+                 "description": f"{n} values in feature order ({', '.join(names)})"}
+        properties = dict(zip(names, columns, strict=True))
+    return {
+        "oneOf": [
+            items,
+            {
+                "type": "object",
+                "additionalProperties": False,
+                "required": names,
+                "properties": properties,
+                "description": "the same row keyed by feature name",
+            },
+        ]
+    }
+
+
 def _instance_schema(predictor: Predictor | None, max_batch: int) -> dict:
     if predictor is None:
-        instance = {
-            "oneOf": [
-                {"type": "string", "description": "text models"},
-                {
-                    "type": "array",
-                    "items": {"type": "number"},
-                    "description": "tabular row, in feature order",
-                },
-                {
-                    "type": "object",
-                    "additionalProperties": {"type": "number"},
-                    "description": "tabular row keyed by feature name",
-                },
-            ]
-        }
+        instance = _ANY_INSTANCE
     elif predictor.kind == "text":
-        instance = {"type": "string", "description": "the text to classify"}
+        instance = {"type": "string", "description": "the text to predict from"}
     else:
-        n, names = predictor.n_features, predictor.features
-        instance = {
-            "oneOf": [
-                {
-                    "type": "array",
-                    "items": {"type": "number"},
-                    "minItems": n,
-                    "maxItems": n,
-                    "description": f"{n} finite numbers in feature order",
-                },
-                {
-                    "type": "object",
-                    "additionalProperties": False,
-                    "required": names,
-                    "properties": {name: {"type": "number"} for name in names},
-                    "description": "the same row keyed by feature name",
-                },
-            ]
-        }
+        instance = _row_schema(predictor)
     request = {
         "type": "object",
         "required": ["instances"],
@@ -63,9 +94,30 @@ def _instance_schema(predictor: Predictor | None, max_batch: int) -> dict:
 
 
 def _label_schema(predictor: Predictor | None) -> dict:
-    if predictor is None:
+    if predictor is None or not predictor.labels:
         return {"type": ["string", "integer", "number", "boolean"]}
     return {"enum": predictor.labels}
+
+
+def _prediction_schema(predictor: Predictor | None) -> dict:
+    """One prediction, by what the model answers (service.outputs)."""
+    label = _label_schema(predictor)
+    probabilities = {"type": "object", "additionalProperties": {"type": "number", "minimum": 0, "maximum": 1},
+                     "description": "the probability of each class"}
+    scores = {"type": "object", "additionalProperties": {"type": "number"},
+              "description": "the decision score of each class (binary: of the positive class only)"}
+    shapes = {
+        outputs.PROBABILITIES: {"required": ["label", "probabilities"],
+                                "properties": {"label": label, "probabilities": probabilities}},
+        outputs.SCORES: {"required": ["label", "scores"], "properties": {"label": label, "scores": scores}},
+        outputs.LABEL: {"required": ["label"], "properties": {"label": label}},
+        outputs.VALUE: {"required": ["value"],
+                        "properties": {"value": {"type": "number", "description": "the predicted value"}}},
+    }
+    if predictor is None:
+        return {"oneOf": [{"type": "object", "additionalProperties": False, **shape}
+                          for shape in shapes.values()]}
+    return {"type": "object", "additionalProperties": False, **shapes[predictor.output]}
 
 
 def build_spec(predictor: Predictor | None, max_batch: int, max_body_bytes: int) -> dict:
@@ -82,7 +134,7 @@ def build_spec(predictor: Predictor | None, max_batch: int, max_body_bytes: int)
         "503": json_response("No verified model is loaded yet", "Error"),
     }
     predict = {
-        "summary": "Predict the class of each instance",
+        "summary": "Predict each instance: its class (classifiers) or value (regressors)",
         "requestBody": {
             "required": True,
             "content": {"application/json": {"schema": {"$ref": ref + "PredictRequest"}}},
@@ -142,6 +194,18 @@ def build_spec(predictor: Predictor | None, max_batch: int, max_body_bytes: int)
                     "responses": {"200": json_response("The manifest", "Manifest"), "503": errors["503"]},
                 }
             },
+            "/report": {
+                "get": {
+                    "operationId": "report",
+                    "summary": "The served version's HTML model report (metrics, plots, lineage)",
+                    "responses": {
+                        "200": _text("HTML, self-contained (no scripts)", "text/html"),
+                        "404": json_response("The served version has no report", "Error"),
+                        "503": json_response("No model is loaded, or the store cannot be reached",
+                                             "Error"),
+                    },
+                }
+            },
             "/metrics": {
                 "get": {
                     "operationId": "metrics",
@@ -180,24 +244,7 @@ def build_spec(predictor: Predictor | None, max_batch: int, max_body_bytes: int)
                     "required": ["model", "predictions"],
                     "properties": {
                         "model": {"$ref": ref + "ModelRef"},
-                        "predictions": {
-                            "type": "array",
-                            "items": {
-                                "type": "object",
-                                "required": ["label", "probabilities"],
-                                "properties": {
-                                    "label": _label_schema(predictor),
-                                    "probabilities": {
-                                        "type": "object",
-                                        "additionalProperties": {
-                                            "type": "number",
-                                            "minimum": 0,
-                                            "maximum": 1,
-                                        },
-                                    },
-                                },
-                            },
-                        },
+                        "predictions": {"type": "array", "items": _prediction_schema(predictor)},
                     },
                 },
                 "ModelRef": {
@@ -214,6 +261,9 @@ def build_spec(predictor: Predictor | None, max_batch: int, max_body_bytes: int)
                 "Manifest": {
                     "type": "object",
                     "required": ["name", "version", "classes", "input_schema", "metrics"],
+                    "description": "task (classification or regression, default classification), "
+                                   "input_schema.columns (kinds number, category, text, boolean) and "
+                                   "example describe what /predict takes",
                     "properties": {"degraded": {"type": "string", "description": degraded}},
                 },
                 "Error": {

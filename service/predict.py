@@ -2,47 +2,25 @@
 
 The request path is kept lean on purpose: the schema is digested once per loaded model, rows are
 type-checked in plain Python (bools and strings are not numbers here, though numpy would accept
-them), the batch becomes one float64 array, and `predict_proba` runs once; the label is its argmax.
+them), the batch becomes one estimator input, and the estimator runs once. A table of numbers only
+becomes a float64 array and, for the default pipelines, goes through the checked numpy path
+(service.fastpath); a table of mixed columns is checked by service.tables and becomes a DataFrame;
+text is a list of strings. What a prediction holds depends on the model (service.outputs).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 
 import numpy as np
 
+from service import outputs
 from service.errors import InvalidInput, TooLarge
+from service.tables import Table
+from service.wording import kind_of, show
 
-_SHOWN_FEATURES = 6
 _NUMBER_TYPES = frozenset((int, float))
-
-
-def _kind(value) -> str:
-    if value is None:
-        return "null"
-    return {
-        bool: "a boolean",
-        str: "a string",
-        list: "a list",
-        dict: "an object",
-        int: "a number",
-        float: "a number",
-    }.get(type(value), type(value).__name__)
-
-
-def _show(value) -> str:
-    text = repr(value) if isinstance(value, str) else _json_repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
-
-
-def _json_repr(value) -> str:
-    import json
-
-    try:
-        return json.dumps(value)
-    except (TypeError, ValueError):
-        return repr(value)
+_REFUSAL_CHARS = 200
 
 
 class Predictor:
@@ -53,32 +31,45 @@ class Predictor:
         self.manifest = manifest
         self.max_batch = max_batch
         self.info = {"name": manifest["name"], "version": manifest["version"]}
-        self.labels = list(manifest["classes"])
+        self.task = manifest.get("task") or "classification"  # old manifests: classifiers
+        self.labels = list(manifest.get("classes") or [])
         self.keys = [str(label) for label in self.labels]
+        self.output = outputs.output_kind(self.task, estimator)
+        self._as_label = self._label_lookup(estimator)
         schema = manifest["input_schema"]
         self.kind = schema["type"]
+        self.table: Table | None = None
         if self.kind == "tabular":
-            self.features: list[str] = list(schema.get("features") or [])
-            self.n_features = int(schema.get("n_features") or len(self.features))
-            if not self.features:
-                self.features = [f"x{i}" for i in range(self.n_features)]
-            self.index = {name: i for i, name in enumerate(self.features)}
-            self._feature_hint = self._hint(self.features)
+            self.table = Table(schema, estimator)
+            self.features, self.n_features = self.table.features, self.table.n_features
         import sklearn
 
         self._fast_context = sklearn.config_context
         self._direct = self._compile_direct()
 
+    def _label_lookup(self, estimator) -> dict:
+        """The manifest's label for each of the estimator's classes, as predict() returns them."""
+        classes = getattr(estimator, "classes_", None) if self.task == "classification" else None
+        if classes is None or len(classes) != len(self.labels):
+            return {}
+        return dict(zip(np.asarray(classes).tolist(), self.labels, strict=True))
+
     def _compile_direct(self):
         """The checked numpy path for the default pipelines (service.fastpath), or None."""
         from service.fastpath import compile_proba
 
-        if self.kind == "text":
-            example = self.manifest.get("example")
-            return compile_proba(self.estimator, [example if isinstance(example, str) else ""])
-        rng = np.random.default_rng(0)
+        if self.output != outputs.PROBABILITIES:
+            return None
         example = self.manifest.get("example")
-        base = np.asarray(example, dtype=np.float64) if example is not None else np.zeros(self.n_features)
+        if self.kind == "text":
+            return compile_proba(self.estimator, [example if isinstance(example, str) else ""])
+        if not self.table.matrix:
+            return None
+        rng = np.random.default_rng(0)
+        try:
+            base = np.asarray(example, dtype=np.float64) if example is not None else np.zeros(self.n_features)
+        except (TypeError, ValueError):
+            return None
         if base.shape != (self.n_features,):
             return None
         # The example, zeros, and rows spread well beyond it: agreement must not be luck.
@@ -87,14 +78,11 @@ class Predictor:
 
     @property
     def path(self) -> str:
-        """Which prediction path this model uses: 'direct' (numpy) or 'predict_proba'."""
-        return "direct" if self._direct is not None else "predict_proba"
-
-    @staticmethod
-    def _hint(names: Sequence[str]) -> str:
-        if len(names) <= _SHOWN_FEATURES:
-            return ", ".join(names)
-        return ", ".join(names[: _SHOWN_FEATURES - 1]) + f", ... {names[-1]}"
+        """Which prediction path this model uses: 'direct' (numpy) or the estimator method called."""
+        if self._direct is not None:
+            return "direct"
+        return {outputs.PROBABILITIES: "predict_proba", outputs.SCORES: "predict+decision_function"}.get(
+            self.output, "predict")
 
     # -- validation -----------------------------------------------------------------------
     def check_batch(self, body) -> list:
@@ -106,7 +94,7 @@ class Predictor:
             )
         instances = body["instances"]
         if not isinstance(instances, list):
-            raise InvalidInput(f'"instances" must be a list of instances, got {_kind(instances)}')
+            raise InvalidInput(f'"instances" must be a list of instances, got {kind_of(instances)}')
         if not instances:
             raise InvalidInput('"instances" is empty: send at least one instance')
         if len(instances) > self.max_batch:
@@ -117,32 +105,26 @@ class Predictor:
         return instances
 
     def to_matrix(self, instances: list):
-        """The model's input for a checked batch: a float64 array (tabular) or a list of strings."""
+        """The model's input for a checked batch: a float64 array or a DataFrame (tabular), or a list
+        of strings (text)."""
         if self.kind == "text":
             for i, text in enumerate(instances):
                 if type(text) is not str:
                     raise InvalidInput(
-                        f"instances[{i}] is {_kind(text)} ({_show(text)}): this model takes text; "
+                        f"instances[{i}] is {kind_of(text)} ({show(text)}): this model takes text; "
                         "send each instance as a string"
                     )
             return instances
+        table = self.table
+        if not table.matrix:
+            return table.to_input(instances)
         n = self.n_features
         rows = instances
         for i, row in enumerate(instances):
-            if type(row) is dict:
+            if type(row) is not list or len(row) != n:
                 if rows is instances:
                     rows = list(instances)  # never modify the caller's body
-                rows[i] = row = self._from_object(i, row)
-            elif type(row) is not list:
-                raise InvalidInput(
-                    f"instances[{i}] is {_kind(row)}: this model takes rows of {n} numbers, as a list "
-                    f"or as an object keyed by feature name ({self._feature_hint})"
-                )
-            elif len(row) != n:
-                raise InvalidInput(
-                    f"instances[{i}] has {len(row)} values, the model expects {n} "
-                    f"(features: {self._feature_hint})"
-                )
+                rows[i] = row = table.as_list(i, row)
             # One C-level pass per row; bools and numeric strings must not slip into float64.
             if not _NUMBER_TYPES.issuperset(map(type, row)):
                 self._bad_value(i, row, next(v for v in row if type(v) not in _NUMBER_TYPES))
@@ -154,27 +136,10 @@ class Predictor:
             self._non_finite(rows)
         return matrix
 
-    def _from_object(self, i: int, row: dict) -> list:
-        index = self.index
-        if len(row) != self.n_features or any(key not in index for key in row):
-            unknown = [key for key in row if key not in index]
-            missing = [name for name in self.features if name not in row]
-            parts = []
-            if unknown:
-                parts.append(f"has unknown features {self._hint(unknown)}")
-            if missing:
-                parts.append(
-                    f"is missing {len(missing)} of the {self.n_features} features ({self._hint(missing)})"
-                )
-            raise InvalidInput(
-                f"instances[{i}] {' and '.join(parts)}: use exactly the model's feature names as keys"
-            )
-        return [row[name] for name in self.features]
-
     def _bad_value(self, i: int, row: list, value) -> None:
         j = next(j for j, v in enumerate(row) if v is value)
         raise InvalidInput(
-            f"instances[{i}][{j}] ({self.features[j]}) is {_kind(value)} ({_show(value)}): "
+            f"instances[{i}][{j}] ({self.features[j]}) is {kind_of(value)} ({show(value)}): "
             "feature values must be numbers"
         )
 
@@ -192,31 +157,34 @@ class Predictor:
                     )
         raise InvalidInput("the instances contain a value that is not a finite number")
 
-    def _overflow(self, matrix, proba) -> None:
-        """Refuse a batch whose finite inputs overflow inside the model, naming the row and value.
+    def _overflow(self, matrix, i: int) -> None:
+        """Refuse a batch whose row `i` gives an output that is not a number, naming what we can.
 
         Values near ±1.8e308 are finite but overflow once the model scales or weighs them; then
         scikit-learn refuses the input ("Input X contains infinity"), and so does the service: a
-        probability that is not a number is never returned.
+        probability, score or value that is not a number is never returned. For a matrix of numbers
+        the message names the feature that overflowed.
         """
-        i = int(np.flatnonzero(~np.isfinite(proba).all(axis=1))[0])
-        where = ""
-        if self.kind == "tabular":
-            with np.errstate(all="ignore"):
-                row = np.asarray(matrix[i], dtype=np.float64)
-                scaled = self._scaled(row)
-            bad = np.flatnonzero(~np.isfinite(scaled)) if scaled is not None else []
-            j = int(bad[0]) if len(bad) else int(np.argmax(np.abs(row)))
-            where = f"[{j}] ({self.features[j]}) = {row[j]:.6g}"
+        if self.table is None or not self.table.matrix:
+            raise InvalidInput(
+                f"instances[{i}]: the model's output for this instance is not a finite number (its "
+                "arithmetic overflows); send values within the range the model was trained on"
+            )
+        with np.errstate(all="ignore"):
+            row = np.asarray(matrix[i], dtype=np.float64)
+            scaled = self._scaled(row)
+        bad = np.flatnonzero(~np.isfinite(scaled)) if scaled is not None else []
+        j = int(bad[0]) if len(bad) else int(np.argmax(np.abs(row)))
         raise InvalidInput(
-            f"instances[{i}]{where} is too large for this model: its arithmetic overflows (scikit-learn "
-            "refuses such input too); send values within the range the model was trained on"
+            f"instances[{i}][{j}] ({self.features[j]}) = {row[j]:.6g} is too large for this model: its "
+            "arithmetic overflows (scikit-learn refuses such input too); send values within the range "
+            "the model was trained on"
         )
 
     def _scaled(self, row):
         """The row after the pipeline's scaler, when it has one (else None)."""
         steps = getattr(self.estimator, "steps", None)
-        if not steps or not hasattr(steps[0][1], "transform") or self.kind != "tabular":
+        if not steps or not hasattr(steps[0][1], "transform"):
             return None
         try:
             with self._fast_context(assume_finite=True):
@@ -233,21 +201,43 @@ class Predictor:
 
     # -- prediction -----------------------------------------------------------------------
     def predict(self, matrix) -> tuple[list[dict], list]:
-        """Predictions (label + probability per class) and the labels alone, for metrics."""
+        """Predictions (shaped by service.outputs) and the labels to count in metrics: the
+        predicted classes, or outputs.VALUE_LABEL per instance for a regressor."""
         # Overflow shows in the output, which is checked below: numpy's warnings would only reach the
         # log as plain-text lines between the JSON ones.
         with np.errstate(all="ignore"):
-            if self._direct is not None:
-                proba = self._direct(matrix)
-            else:
-                # Finiteness was checked above, so sklearn's own (slower) check is skipped.
-                with self._fast_context(assume_finite=True):
-                    proba = self.estimator.predict_proba(matrix)
-        if not np.isfinite(proba).all():
-            self._overflow(matrix, proba)
-        labels, keys = self.labels, self.keys
-        chosen = [labels[k] for k in proba.argmax(axis=1).tolist()]
-        return [
-            {"label": label, "probabilities": dict(zip(keys, row, strict=True))}
-            for label, row in zip(chosen, proba.tolist(), strict=True)
-        ], chosen
+            if self.output == outputs.PROBABILITIES:
+                direct = self._direct
+                proba = direct(matrix) if direct is not None else self._call("predict_proba", matrix)
+                self._check_finite(matrix, proba)
+                return outputs.with_probabilities(proba, self.labels, self.keys)
+            if self.output == outputs.VALUE:
+                values = outputs.one_value_per_row(self._call("predict", matrix))
+                self._check_finite(matrix, values)
+                return outputs.with_values(values)
+            chosen = self._chosen(self._call("predict", matrix))
+            if self.output == outputs.LABEL:
+                return outputs.with_labels(chosen)
+            scores = np.asarray(self._call("decision_function", matrix), dtype=np.float64)
+            self._check_finite(matrix, scores)
+            return outputs.with_scores(chosen, scores, self.keys)
+
+    def _check_finite(self, matrix, output) -> None:
+        row = outputs.first_non_finite(output)
+        if row is not None:
+            self._overflow(matrix, row)
+
+    def _chosen(self, predicted) -> list:
+        lookup = self._as_label
+        return [lookup.get(value, value) for value in np.asarray(predicted).tolist()]
+
+    def _call(self, method: str, matrix):
+        """The estimator's own method on checked input; what it refuses is the client's 400."""
+        try:
+            # Finiteness was checked already, so scikit-learn's own (slower) check is skipped.
+            with self._fast_context(assume_finite=True):
+                return getattr(self.estimator, method)(matrix)
+        except (ValueError, TypeError) as exc:
+            lines = str(exc).strip().splitlines() or [type(exc).__name__]
+            message = lines[0] if len(lines[0]) <= _REFUSAL_CHARS else lines[0][: _REFUSAL_CHARS - 3] + "..."
+            raise InvalidInput(f"the model refused the instances: {message}") from None

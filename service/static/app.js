@@ -1,4 +1,5 @@
-// The try-it form: POST one instance to /predict and draw the class probabilities as bars.
+// The try-it form: POST one instance to /predict and show the answer: the class with its
+// probabilities or decision scores as bars, the class alone, or a regressor's value.
 "use strict";
 
 (function () {
@@ -25,34 +26,76 @@
     }
   }
 
+  // A number for people: at most 6 significant digits, no trailing zeros.
+  function formatNumber(x) {
+    return String(Number.parseFloat(Number(x).toPrecision(6)));
+  }
+
+  // One bar per entry: `width` in [0, 1], `text` beside it; `top` marks the predicted class.
+  function bar(name, width, text, top, negative) {
+    const row = document.createElement("div");
+    row.className = "bar" + (top ? " top" : "") + (negative ? " negative" : "");
+    row.dataset.class = name;
+    const label = document.createElement("span");
+    label.className = "name";
+    label.textContent = name;
+    label.title = name;
+    const track = document.createElement("span");
+    track.className = "track";
+    const fill = document.createElement("span");
+    fill.className = "fill";
+    fill.style.display = "block";
+    fill.style.width = (width * 100).toFixed(2) + "%";
+    track.appendChild(fill);
+    const value = document.createElement("span");
+    value.className = "value";
+    value.textContent = text;
+    row.append(label, track, value);
+    return row;
+  }
+
+  function probabilityBars(prediction) {
+    const entries = Object.entries(prediction.probabilities).sort((a, b) => b[1] - a[1]);
+    return entries.map(([name, p]) => {
+      const row = bar(name, p, (p * 100).toFixed(1) + "%", name === String(prediction.label), false);
+      row.dataset.probability = String(p);
+      return row;
+    });
+  }
+
+  // Scores are unbounded and may be negative: bars are relative to the largest magnitude.
+  function scoreBars(prediction) {
+    const entries = Object.entries(prediction.scores).sort((a, b) => b[1] - a[1]);
+    const largest = Math.max(...entries.map(([, s]) => Math.abs(s)), 1e-12);
+    return entries.map(([name, s]) => {
+      const row = bar(name, Math.abs(s) / largest, formatNumber(s), name === String(prediction.label), s < 0);
+      row.dataset.score = String(s);
+      return row;
+    });
+  }
+
   function render(body) {
     const prediction = body.predictions[0];
-    document.getElementById("result-label").textContent = String(prediction.label);
-    document.getElementById("result-version").textContent = body.model.name + " " + body.model.version;
+    const title = document.getElementById("result-title");
+    const headline = document.getElementById("result-label");
     const bars = document.getElementById("bars");
     bars.replaceChildren();
-    const entries = Object.entries(prediction.probabilities).sort((a, b) => b[1] - a[1]);
-    for (const [name, p] of entries) {
-      const row = document.createElement("div");
-      row.className = "bar" + (name === String(prediction.label) ? " top" : "");
-      row.dataset.class = name;
-      row.dataset.probability = String(p);
-      const label = document.createElement("span");
-      label.className = "name";
-      label.textContent = name;
-      const track = document.createElement("span");
-      track.className = "track";
-      const fill = document.createElement("span");
-      fill.className = "fill";
-      fill.style.display = "block";
-      fill.style.width = (p * 100).toFixed(2) + "%";
-      track.appendChild(fill);
-      const value = document.createElement("span");
-      value.className = "value";
-      value.textContent = (p * 100).toFixed(1) + "%";
-      row.append(label, track, value);
-      bars.appendChild(row);
+    if ("value" in prediction) {
+      title.textContent = "Predicted value";
+      headline.textContent = formatNumber(prediction.value);
+      headline.dataset.value = String(prediction.value);
+    } else {
+      title.textContent = "Prediction";
+      headline.textContent = String(prediction.label);
+      if (prediction.probabilities) {
+        bars.setAttribute("aria-label", "class probabilities");
+        bars.append(...probabilityBars(prediction));
+      } else if (prediction.scores) {
+        bars.setAttribute("aria-label", "decision scores");
+        bars.append(...scoreBars(prediction));
+      }
     }
+    document.getElementById("result-version").textContent = body.model.name + " " + body.model.version;
     errorBox.hidden = true;
     result.hidden = false;
   }
