@@ -59,16 +59,14 @@ def _publish(store, artifact: bytes, manifest: dict, args) -> None:
 
     result = check_gate(store, manifest, **_gate_kwargs(args))
     print(result.describe())
+    from model.publish import current_manifest, store_report
     from model.signing import signer
 
-    baseline = _baseline(store, manifest, args.gate_alias)
+    baseline = current_manifest(store, manifest["name"], args.gate_alias)
     store.publish(artifact, manifest, signer=signer(args.sign_key or os.environ.get("MODEL_SIGNING_KEY")))
     print(f"published {manifest['name']} {manifest['version']} to {store.uri}")
-    if not args.no_report:
-        try:
-            store.write_report(manifest["name"], manifest["version"], _render(manifest, baseline))
-        except UsageError as exc:
-            print(f"note: no report stored: {exc}")
+    if not args.no_report and not store_report(store, manifest, baseline):
+        print("note: no report stored: it needs matplotlib (pip install '.[report]')")
     if args.promote:
         moved = store.move_alias(manifest["name"], args.promote, manifest["version"])
         print(f"{args.promote} -> {moved.version} (was {moved.previous or 'unset'})")
@@ -139,7 +137,8 @@ def cmd_train(args) -> int:
     print(f"evaluated ({manifest['task']}): {headline(manifest)}")
     if args.out is not None:
         write_candidate(args.out, artifact, manifest)
-        _candidate_report(args.out, manifest, store=None if args.no_report else _report_store(args))
+        if not args.no_report:
+            _candidate_report(args.out, manifest, store=_report_store(args))
         print(f"wrote candidate {manifest['version']} to {args.out}")
         return 0
     _publish(store, artifact, manifest, args)
@@ -240,21 +239,13 @@ def _report_store(args):
         return None
 
 
-def _baseline(store, manifest: dict, alias: str) -> dict | None:
-    from model.errors import NotFoundError
-
-    if store is None:
-        return None
-    try:
-        return store.manifest(manifest["name"], store.resolve(manifest["name"], alias=alias))
-    except (NotFoundError, ModelError):
-        return None
-
-
 def _candidate_report(folder: Path, manifest: dict, store) -> None:
     """report.html beside a candidate's manifest (Jenkins archives it), against production if any."""
+    from model.publish import current_manifest
+
     try:
-        html = _render(manifest, _baseline(store, manifest, DEFAULT_ALIAS))
+        baseline = current_manifest(store, manifest["name"], DEFAULT_ALIAS) if store is not None else None
+        html = _render(manifest, baseline)
     except UsageError as exc:
         print(f"note: no report: {exc}")
         return

@@ -182,12 +182,14 @@ def _holdout_digest(X, y) -> str:
 
 
 def publish_estimator(estimator, X_test, y_test, *, name: str, store, source: str = "notebook",
-                      promote: str | None = None, signer=None, gate: bool = True, **gate_options) -> dict:
+                      promote: str | None = None, signer=None, gate: bool = True, report: bool = True,
+                      **gate_options) -> dict:
     """Evaluate, gate and publish a fitted estimator from Python (a notebook); return its manifest.
 
     `store` is a ModelStore or a store URI. With `gate` the candidate must pass the quality gate
     and the schema guard against the production alias (`gate_options`: alias, metric, tolerance,
     force, allow_schema_change), as `python -m model import` does. `promote` moves that alias to it.
+    With `report` (and matplotlib installed) the HTML report is stored beside the manifest.
     """
     from model.gate import check_gate
     from model.store import ModelStore
@@ -196,7 +198,32 @@ def publish_estimator(estimator, X_test, y_test, *, name: str, store, source: st
     artifact, manifest = build_manifest(estimator, X_test, y_test, name=name, source=source)
     if gate:
         check_gate(store, manifest, **gate_options)
+    baseline = current_manifest(store, name, gate_options.get("alias") or "production")
     store.publish(artifact, manifest, signer=signer)
+    if report:
+        store_report(store, manifest, baseline)
     if promote:
         store.move_alias(name, promote, manifest["version"])
     return manifest
+
+
+def current_manifest(store, name: str, alias: str) -> dict | None:
+    """The manifest of the version `alias` names, or None if the alias (or the model) is not set."""
+    from model.errors import NotFoundError
+
+    try:
+        return store.manifest(name, store.resolve(name, alias=alias))
+    except NotFoundError:
+        return None
+
+
+def store_report(store, manifest: dict, baseline: dict | None) -> bool:
+    """Store the version's HTML report if matplotlib is installed; whether it was."""
+    try:
+        import matplotlib  # noqa: F401 (an optional dependency: the `report` extra)
+    except ImportError:
+        return False
+    from model.report import render_report
+
+    store.write_report(manifest["name"], manifest["version"], render_report(manifest, against=baseline))
+    return True
