@@ -31,5 +31,27 @@ def test_gate_refuses_a_worse_candidate_unless_forced(local_store, trained_digit
 
 
 def test_unknown_metric(local_store, trained_digits):
-    with pytest.raises(GateError, match="unknown gate metric"):
+    with pytest.raises(GateError, match="gate metric 'auc' does not apply to a classification model: "
+                                       "use one of accuracy, macro_f1"):
         check_gate(ModelStore(local_store), trained_digits[1], metric="auc")
+    with pytest.raises(GateError, match="does not apply to a classification model"):
+        check_gate(ModelStore(local_store), trained_digits[1], metric="rmse")
+
+
+def _regressor(**metrics):
+    return {"name": "r", "version": "v", "task": "regression", "metrics": metrics}
+
+
+def test_regression_metrics_know_which_way_is_better():
+    base = _regressor(r2=0.50, mae=40.0, rmse=50.0)
+    # The default for a regressor is R² (higher is better).
+    result = compare(_regressor(r2=0.45, mae=41.0, rmse=52.0), base, metric=None, tolerance=0.01)
+    assert (result.metric, result.passed) == ("r2", False)
+    assert compare(_regressor(r2=0.495, mae=1, rmse=1), base, metric=None, tolerance=0.01).passed
+    # MAE and RMSE: lower is better, the tolerance is how much higher is still accepted.
+    assert compare(_regressor(r2=0, mae=39.0, rmse=0), base, metric="mae", tolerance=0.01).passed
+    assert compare(_regressor(r2=0, mae=40.5, rmse=0), base, metric="mae", tolerance=1.0).passed
+    assert not compare(_regressor(r2=0, mae=42.0, rmse=0), base, metric="mae", tolerance=1.0).passed
+    assert not compare(_regressor(r2=0, mae=0, rmse=55.0), base, metric="rmse", tolerance=1.0).passed
+    with pytest.raises(GateError, match="does not apply to a regression model"):
+        compare(_regressor(r2=0.5), base, metric="accuracy", tolerance=0.01)

@@ -119,3 +119,19 @@ def test_history_and_rollback_to_a_named_version(store_uri, trained_digits):
     assert table.splitlines()[1].split()[1] == versions[0]  # the rollback is the newest move
     missing = run_cli("rollback", "--store", store_uri, "--to", "20200101T000000Z-deadbeef")
     assert missing.returncode == 4
+
+
+def test_a_different_task_or_column_kind_is_a_schema_change():
+    from model.gate import schema_difference
+
+    def manifest(task="classification", plan="category"):
+        columns = [{"name": "age", "kind": "number"}, {"name": "plan", "kind": plan}]
+        return {"version": "v1", "task": task, "classes": [0, 1] if task == "classification" else [],
+                "input_schema": {"type": "tabular", "features": ["age", "plan"], "n_features": 2,
+                                 "columns": columns, "frame": True}}
+
+    assert schema_difference(manifest(), manifest()) is None
+    assert schema_difference(manifest(task="regression"), manifest()) == \
+        "it is a regression model, v1 is a classification model"
+    assert schema_difference(manifest(plan="text"), manifest()) == \
+        "feature kinds differ from v1: plan category -> text"
