@@ -49,11 +49,11 @@ def _prompt(predictor: Predictor) -> str:
     if predictor.kind == "text":
         return "Text to predict from" if predictor.task == "regression" else "Text to classify"
     table = predictor.table
-    if table.numbers and not table.frame:
+    if table.matrix:
         return (f"One row as a JSON list of {table.n_features} numbers (or an object keyed by feature "
                 "name)")
-    return (f"One row as a JSON list of {table.n_features} values in feature order ({table.feature_hint}), "
-            "or an object keyed by feature name")
+    return (f"One row as a JSON list of {table.n_features} {table.what} in feature order "
+            f"({table.feature_hint}), or an object keyed by feature name")
 
 
 def page_context(predictor: Predictor, *, has_report: bool) -> dict:

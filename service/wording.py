@@ -31,7 +31,7 @@ def _cut(text: str) -> str:
 def json_text(value) -> str:
     """The value as JSON (its repr if it has none), uncut."""
     try:
-        return json.dumps(value, allow_nan=False)
+        return json.dumps(value, allow_nan=False, ensure_ascii=False)
     except (TypeError, ValueError):
         return repr(value)
 

@@ -26,9 +26,9 @@
     }
   }
 
-  // A number for people: at most 6 significant digits, no trailing zeros.
-  function formatNumber(x) {
-    return String(Number.parseFloat(Number(x).toPrecision(6)));
+  // A number for people: at most `digits` significant digits, no trailing zeros.
+  function formatNumber(x, digits = 6) {
+    return String(Number.parseFloat(Number(x).toPrecision(digits)));
   }
 
   // One bar per entry: `width` in [0, 1], `text` beside it; `top` marks the predicted class.
@@ -68,7 +68,7 @@
     const entries = Object.entries(prediction.scores).sort((a, b) => b[1] - a[1]);
     const largest = Math.max(...entries.map(([, s]) => Math.abs(s)), 1e-12);
     return entries.map(([name, s]) => {
-      const row = bar(name, Math.abs(s) / largest, formatNumber(s), name === String(prediction.label), s < 0);
+      const row = bar(name, Math.abs(s) / largest, formatNumber(s, 4), name === String(prediction.label), s < 0);
       row.dataset.score = String(s);
       return row;
     });
@@ -79,7 +79,9 @@
     const title = document.getElementById("result-title");
     const headline = document.getElementById("result-label");
     const bars = document.getElementById("bars");
+    const note = document.getElementById("bars-note");
     bars.replaceChildren();
+    note.hidden = true;
     if ("value" in prediction) {
       title.textContent = "Predicted value";
       headline.textContent = formatNumber(prediction.value);
@@ -93,6 +95,11 @@
       } else if (prediction.scores) {
         bars.setAttribute("aria-label", "decision scores");
         bars.append(...scoreBars(prediction));
+        const names = Object.keys(prediction.scores);
+        note.textContent = names.length === 1
+          ? "Decision score of class " + names[0] + ": above 0 predicts it, below 0 the other class."
+          : "Decision scores: the highest wins; bars show their size, orange ones are negative.";
+        note.hidden = false;
       }
     }
     document.getElementById("result-version").textContent = body.model.name + " " + body.model.version;
