@@ -3,7 +3,8 @@
 Versions are immutable and a report rarely changes (it may be rewritten with a newer comparison),
 so a worker keeps the HTML after the first successful read for its lifetime. That a version has no
 report is remembered only briefly: one written later shows up within ABSENT_SECONDS, while a page
-that links to it does not ask the store on every load.
+that links to it does not ask the store on every load. Nor does the page wait on a store that just
+failed (a worker serving from its cache while the store is down): it leaves the link out.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ class Reports:
         self._lock = threading.Lock()
         self._html: dict[tuple[str, str], str] = {}
         self._absent: dict[tuple[str, str], tuple[float, str]] = {}  # when, and the store's message
+        self._failed_at = -ABSENT_SECONDS  # when the store last failed to answer
 
     def _open(self):
         from model.store import ModelStore
@@ -71,6 +73,7 @@ class Reports:
             self._absent[key] = (time.monotonic(), str(exc))
             raise ReportNotFound(str(exc)) from None
         except (ModelError, OSError) as exc:
+            self._failed_at = time.monotonic()
             raise StoreUnreachable(f"the model store cannot be reached ({exc}); retry shortly") from None
         self._html[key] = html
         self._absent.pop(key, None)
@@ -78,6 +81,8 @@ class Reports:
 
     def exists(self, name: str, version: str) -> bool:
         """Whether the version has a report (False too when the store cannot say): for a link."""
+        if (name, version) not in self._html and time.monotonic() - self._failed_at < ABSENT_SECONDS:
+            return False
         try:
             self.html(name, version)
         except ApiError:

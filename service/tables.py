@@ -29,12 +29,12 @@ class Table:
     """A tabular model's input: its features in order, each column's kind and allowed values."""
 
     def __init__(self, schema: dict, estimator=None):
-        features = [str(name) for name in schema.get("features") or []]
+        columns = schema.get("columns")
+        features = [str(name) for name in schema.get("features") or [spec["name"] for spec in columns or []]]
         self.n_features = int(schema.get("n_features") or len(features))
         self.features = features or [f"x{i}" for i in range(self.n_features)]
         self.index = {name: i for i, name in enumerate(self.features)}
         self.feature_hint = hint(self.features)
-        columns = schema.get("columns")
         # Old manifests have no columns: every feature is a number.
         self.columns = [dict(spec) for spec in columns] if columns else [
             column(name, "number") for name in self.features]
