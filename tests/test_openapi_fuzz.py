@@ -8,6 +8,7 @@ plugin does not load under this pytest), a bounded, derandomized number of examp
 
 from __future__ import annotations
 
+import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import (
@@ -32,6 +33,38 @@ def test_every_operation_answers_within_its_schema(gunicorn_server):
 
         @given(case=operation.as_strategy(generation_mode=mode))
         @settings(max_examples=30, deadline=None, derandomize=True, database=None,
+                  suppress_health_check=list(HealthCheck))
+        def answers_within_schema(case):
+            case.call_and_validate(checks=CHECKS)
+
+        answers_within_schema()
+
+
+@pytest.fixture(scope="module")
+def kinds(tmp_path_factory):
+    """Flask apps (WSGI: no server needed), started on first use, serving a mixed-type table
+    classifier and a regressor."""
+    from test_service_models import Served, build_models, publish_models
+
+    uri = str(tmp_path_factory.mktemp("fuzz") / "store")
+    publish_models(uri, build_models(), names=["churn", "diabetes"])
+    served = Served(uri)
+    yield served
+    served.stop()
+
+
+@pytest.mark.parametrize("name", ["churn", "diabetes"])
+def test_other_kinds_of_model_answer_within_their_schema(kinds, name):
+    schema = schemathesis.openapi.from_wsgi("/openapi.json", kinds[name].application)
+    operations = [result.ok() for result in schema.get_all_operations()]
+    predict = next(op for op in operations if op.path == "/predict")
+    others = [op for op in operations if op.path in ("/model", "/report", "/ready")]
+    runs = [(predict, schemathesis.GenerationMode.POSITIVE), (predict, schemathesis.GenerationMode.NEGATIVE)]
+    runs += [(op, schemathesis.GenerationMode.POSITIVE) for op in others]
+    for operation, mode in runs:
+
+        @given(case=operation.as_strategy(generation_mode=mode))
+        @settings(max_examples=25, deadline=None, derandomize=True, database=None,
                   suppress_health_check=list(HealthCheck))
         def answers_within_schema(case):
             case.call_and_validate(checks=CHECKS)
