@@ -161,6 +161,6 @@ def _unpickle(data: bytes, manifest: dict) -> LoadedModel:
         estimator = joblib.load(io.BytesIO(data))
     except Exception as exc:  # a pickle can fail in arbitrary ways; all mean "unusable"
         raise IntegrityError(f"artifact of {name} {resolved} cannot be unpickled: {exc}") from None
-    if not hasattr(estimator, "predict_proba"):
-        raise IntegrityError(f"artifact of {name} {resolved} has no predict_proba")
+    if not hasattr(estimator, "predict"):
+        raise IntegrityError(f"artifact of {name} {resolved} is not an estimator (it has no predict)")
     return LoadedModel(estimator, manifest)

@@ -60,6 +60,28 @@ def test_corrupt_pickle_with_matching_manifest_is_refused(published, trained_dig
         load_model(store, "digits", version=forged["version"])
 
 
+def test_any_estimator_loads_but_a_pickled_non_estimator_does_not(published, trained_digits):
+    """Regressors and classifiers without predict_proba are served; a pickled dict is not a model."""
+    from sklearn.datasets import load_diabetes
+    from sklearn.linear_model import LinearRegression
+
+    from model.artifact import sha256_bytes
+
+    store, manifest = published
+    X, y = load_diabetes(return_X_y=True)
+    regressor = dump_estimator(LinearRegression().fit(X, y))
+    as_regressor = dict(manifest, version="20990101T000001Z-00000001", task="regression", classes=[])
+    as_regressor["artifact"] = dict(manifest["artifact"], sha256=sha256_bytes(regressor), size=len(regressor))
+    store.publish(regressor, as_regressor)
+    assert load_model(store, "digits", version=as_regressor["version"]).estimator.predict(X[:1]).shape == (1,)
+    weights = dump_estimator({"coef": [1.0, 2.0]})
+    forged = dict(manifest, version="20990101T000002Z-00000002")
+    forged["artifact"] = dict(manifest["artifact"], sha256=sha256_bytes(weights), size=len(weights))
+    store.publish(weights, forged)
+    with pytest.raises(IntegrityError, match="is not an estimator"):
+        load_model(store, "digits", version=forged["version"])
+
+
 def test_scikit_learn_version_mismatch_is_refused(published):
     store, manifest = published
     old = dict(manifest, runtime=dict(manifest["runtime"], scikit_learn="0.24.2"))

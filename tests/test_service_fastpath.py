@@ -6,7 +6,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import MinMaxScaler
 
 from model.data import load_dataset
-from model.train import build_estimator
+from model.recipes import load_recipe
 from service.fastpath import compile_proba
 from service.predict import Predictor
 
@@ -14,7 +14,7 @@ from service.predict import Predictor
 @pytest.mark.parametrize("dataset", ["digits", "iris", "breast_cancer"])
 def test_direct_path_matches_predict_proba(dataset):
     data = load_dataset(dataset)
-    estimator = build_estimator("tabular", {}, seed=0).fit(data.X, data.y)
+    estimator = load_recipe("logreg").build({}, 0, None).fit(data.X, data.y)
     proba = compile_proba(estimator, data.X[:5])
     assert proba is not None
     rows = np.vstack([data.X, data.X * 3 - 7])
@@ -23,14 +23,14 @@ def test_direct_path_matches_predict_proba(dataset):
 
 def test_other_estimators_keep_predict_proba():
     data = load_dataset("iris")
-    scaled = build_estimator("tabular", {}, seed=0)
+    scaled = load_recipe("logreg").build({}, 0, None)
     other = Pipeline([("scale", MinMaxScaler()), ("clf", scaled.steps[1][1])]).fit(data.X, data.y)
     assert compile_proba(other, data.X[:5]) is None
 
 
 def test_a_mismatch_disables_the_direct_path():
     data = load_dataset("iris")
-    estimator = build_estimator("tabular", {}, seed=0).fit(data.X, data.y)
+    estimator = load_recipe("logreg").build({}, 0, None).fit(data.X, data.y)
 
     class Drifted(type(estimator)):
         def predict_proba(self, X):  # stands for any estimator whose arithmetic differs
@@ -63,7 +63,7 @@ def _text_model(**params):
 
     texts, labels = make_corpus(classes=5, docs_per_class=30, words=40, vocab=600)
     dataset = Dataset(texts, np.asarray(labels), "text", None, "synthetic", "0")
-    return build_estimator("text", params, seed=0).fit(dataset.X, dataset.y), texts
+    return load_recipe("tfidf").build(params, 0, None).fit(dataset.X, dataset.y), texts
 
 
 @pytest.mark.parametrize("params", [{}, {"ngram_max": "2"}, {"min_df": "2"}])
