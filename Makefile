@@ -21,7 +21,7 @@ help: ## list the targets
 $(STAMP):
 	@echo "installing the pinned dependencies into $(VENV) (about 2 minutes the first time)..."
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[deploy,dev,report]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[deploy,dev,report,compile]'
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 

@@ -81,8 +81,9 @@ def prepare_models(workdir: Path) -> dict:
     }
     models = {}
     for name, dataset in specs.items():
-        artifact, manifest = train(dataset, name=name)
-        store.publish(artifact, manifest)
+        candidate = train(dataset, name=name)
+        artifact, manifest = candidate
+        store.publish(artifact, manifest, onnx=candidate.onnx)
         store.move_alias(name, "production", manifest["version"])
         (workdir / f"{name}.joblib").write_bytes(artifact)
         estimator = load_model(store, name).estimator

@@ -10,6 +10,7 @@ import hashlib
 import io
 import json
 import platform
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -41,6 +42,28 @@ REQUIRED_NESTED = {
     "data": ("source", "sha256", "rows"),
     "input_schema": ("type",),
 }
+
+
+@dataclass
+class Candidate:
+    """A described version: the pickle, its manifest and, when it compiled, model.onnx.
+
+    It unpacks as `(artifact, manifest)`, as the pair did before compiled models.
+    """
+
+    artifact: bytes
+    manifest: dict
+    onnx: bytes | None = None
+
+    def __iter__(self):
+        yield self.artifact
+        yield self.manifest
+
+
+def compiled_file(manifest: dict) -> str | None:
+    """The name of the version's ONNX file, or None if it has none (not compiled, or skipped)."""
+    record = manifest.get("onnx") or {}
+    return record.get("file")
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -96,17 +119,19 @@ def validate_manifest(manifest: object) -> dict:
     return manifest
 
 
-def write_candidate(folder: Path, artifact: bytes, manifest: dict) -> Path:
-    """Write a trained candidate (pickle and manifest) to a local folder."""
+def write_candidate(folder: Path, artifact: bytes, manifest: dict, onnx: bytes | None = None) -> Path:
+    """Write a trained candidate (pickle, model.onnx if compiled, and manifest) to a local folder."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / ARTIFACT_FILE).write_bytes(artifact)
+    if compiled_file(manifest):
+        (folder / compiled_file(manifest)).write_bytes(onnx)
     (folder / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return folder
 
 
-def read_candidate(folder: Path) -> tuple[bytes, dict]:
-    """Read a candidate folder back and check the pickle against its manifest."""
+def read_candidate(folder: Path) -> Candidate:
+    """Read a candidate folder back and check the pickle (and model.onnx) against its manifest."""
     folder = Path(folder)
     try:
         manifest = json.loads((folder / MANIFEST_FILE).read_text())
@@ -117,7 +142,24 @@ def read_candidate(folder: Path) -> tuple[bytes, dict]:
         raise IntegrityError(f"{folder / MANIFEST_FILE} is not valid JSON") from None
     validate_manifest(manifest)
     verify_bytes(artifact, manifest)
-    return artifact, manifest
+    onnx = None
+    if compiled_file(manifest):
+        try:
+            onnx = (folder / compiled_file(manifest)).read_bytes()
+        except FileNotFoundError:
+            raise DataError(f"{folder} is not a complete candidate: {compiled_file(manifest)} "
+                            "missing") from None
+        verify_compiled(onnx, manifest)
+    return Candidate(artifact, manifest, onnx)
+
+
+def verify_compiled(data: bytes, manifest: dict) -> None:
+    """Raise IntegrityError unless the bytes are exactly the ONNX file the manifest describes."""
+    expected = manifest["onnx"]
+    label = f"{manifest.get('name')} {manifest.get('version')}"
+    if len(data) != expected["size"] or sha256_bytes(data) != expected["sha256"]:
+        raise IntegrityError(f"{expected['file']} of {label} fails its size or sha256 check: refusing to "
+                             "load it")
 
 
 def verify_bytes(artifact: bytes, manifest: dict) -> None:

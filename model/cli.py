@@ -54,7 +54,16 @@ def _params(pairs: list[str]) -> dict:
     return params
 
 
-def _publish(store, artifact: bytes, manifest: dict, args) -> None:
+def _compiled_line(manifest: dict) -> str:
+    record = manifest.get("onnx") or {}
+    if record.get("file"):
+        return (f"onnx: compiled and parity-checked on {record['rows_checked']} rows "
+                f"(worst difference {record['worst_difference']:.2g})")
+    return f"onnx: not compiled, served by scikit-learn: {record.get('skipped', 'no record')}"
+
+
+def _publish(store, candidate, args) -> None:
+    artifact, manifest = candidate
     from model.gate import check_gate
 
     result = check_gate(store, manifest, **_gate_kwargs(args))
@@ -63,7 +72,8 @@ def _publish(store, artifact: bytes, manifest: dict, args) -> None:
     from model.signing import signer
 
     baseline = current_manifest(store, manifest["name"], args.gate_alias)
-    store.publish(artifact, manifest, signer=signer(args.sign_key or os.environ.get("MODEL_SIGNING_KEY")))
+    store.publish(artifact, manifest, signer=signer(args.sign_key or os.environ.get("MODEL_SIGNING_KEY")),
+                  onnx=candidate.onnx)
     print(f"published {manifest['name']} {manifest['version']} to {store.uri}")
     if not args.no_report and not store_report(store, manifest, baseline):
         print("note: no report stored: it needs matplotlib (pip install '.[report]')")
@@ -131,17 +141,21 @@ def cmd_train(args) -> int:
         shown = ", ".join(f"{c['name']} ({c['kind']})" for c in dataset.columns[:6])
         shape = f"table: {shown}" + (", ..." if len(dataset.columns) > 6 else "")
     print(f"training {name} with recipe {recipe} on {dataset.source} ({dataset.rows} rows, {shape})")
-    artifact, manifest = train(
-        dataset, name=name, recipe=recipe, params=params, seed=args.seed, test_size=args.test_size
+    candidate = train(
+        dataset, name=name, recipe=recipe, params=params, seed=args.seed, test_size=args.test_size,
+        compile=not args.no_compile,
     )
+    manifest = candidate.manifest
     print(f"evaluated ({manifest['task']}): {headline(manifest)}")
+    if "onnx" in manifest:
+        print(_compiled_line(manifest))
     if args.out is not None:
-        write_candidate(args.out, artifact, manifest)
+        write_candidate(args.out, candidate.artifact, manifest, candidate.onnx)
         if not args.no_report:
             _candidate_report(args.out, manifest, store=_report_store(args))
         print(f"wrote candidate {manifest['version']} to {args.out}")
         return 0
-    _publish(store, artifact, manifest, args)
+    _publish(store, candidate, args)
     return 0
 
 
@@ -160,14 +174,17 @@ def cmd_import(args) -> int:
     if holdout.kind == "tabular" and not holdout.frame and hasattr(estimator, "feature_names_in_"):
         X = _frame_of(holdout)  # fitted on a DataFrame: give it named columns back
     try:
-        artifact, manifest = build_manifest(estimator, X, holdout.y, name=name, source=holdout.source,
-                                            recipe="imported", data={"sha256": holdout.sha256},
-                                            columns=holdout.columns)
+        candidate = build_manifest(estimator, X, holdout.y, name=name, source=holdout.source,
+                                   recipe="imported", data={"sha256": holdout.sha256},
+                                   columns=holdout.columns, compile=not args.no_compile)
     except DataError as exc:
         raise DataError(f"cannot import {args.pickle}: {exc}") from None
+    manifest = candidate.manifest
     print(f"imported {type(estimator).__name__} from {args.pickle}, evaluated on {holdout.source} "
           f"({holdout.rows} rows, {manifest['task']}): {headline(manifest)}")
-    _publish(store, artifact, manifest, args)
+    if "onnx" in manifest:
+        print(_compiled_line(manifest))
+    _publish(store, candidate, args)
     return 0
 
 
@@ -255,11 +272,12 @@ def _candidate_report(folder: Path, manifest: dict, store) -> None:
 def cmd_publish(args) -> int:
     from model.artifact import read_candidate
 
-    artifact, manifest = read_candidate(Path(args.candidate))
+    candidate = read_candidate(Path(args.candidate))
+    manifest = candidate.manifest
     _, name = _settings(args)
     if manifest["name"] != name and args.name:
         raise ModelError(f"candidate is model {manifest['name']!r}, not {name!r}")
-    _publish(_store(args), artifact, manifest, args)
+    _publish(_store(args), candidate, args)
     return 0
 
 
@@ -490,6 +508,8 @@ def build_parser() -> argparse.ArgumentParser:
                             help="move this alias to the new version after publishing")
     publishing.add_argument("--version-file", metavar="PATH",
                             help="write the published version id to this file")
+    publishing.add_argument("--no-compile", action="store_true",
+                            help="train/import: do not convert the model to ONNX (model.onnx)")
     publishing.add_argument("--no-report", action="store_true",
                             help="do not write the HTML report (stored beside the manifest; needs "
                                  "matplotlib)")

@@ -2,6 +2,8 @@
 
 This is the function the service calls in each worker when it starts. The sha256 is checked on the
 exact bytes that are unpickled, so nothing can change the file between the check and the load.
+A compiled version's model.onnx is fetched and checked the same way. In pickle-free mode
+(`pickle=False`) nothing is unpickled: only a version with a verified model.onnx loads.
 
 With a cache folder, every successful load also records the version as the *last good* one for its
 selector (this store, this model, this alias or pinned version): `load_last_good` loads it from the
@@ -17,17 +19,26 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from model.artifact import ARTIFACT_FILE, runtime_versions, sha256_bytes, verify_bytes
+from model.artifact import (
+    ARTIFACT_FILE,
+    compiled_file,
+    runtime_versions,
+    sha256_bytes,
+    verify_bytes,
+    verify_compiled,
+)
 from model.errors import IncompatibleError, IntegrityError
 from model.store import ModelStore
 
 
 @dataclass(frozen=True)
 class LoadedModel:
-    """A verified estimator and the manifest it was published with."""
+    """A verified estimator (None in pickle-free mode), the manifest it was published with, and its
+    verified model.onnx bytes when it was compiled."""
 
     estimator: object
     manifest: dict
+    onnx: bytes | None = None
 
     @property
     def version(self) -> str:
@@ -54,21 +65,32 @@ def _store_folder(cache_dir: Path, store_uri: str) -> Path:
     return Path(cache_dir) / hashlib.sha256(store_uri.encode()).hexdigest()[:16]
 
 
-def cached_artifact(cache_dir: Path, store_uri: str, name: str, version: str) -> Path:
-    """Where the cache keeps a version's pickle."""
-    return _store_folder(cache_dir, store_uri) / name / version / ARTIFACT_FILE
+def cached_artifact(cache_dir: Path, store_uri: str, name: str, version: str,
+                    file: str = ARTIFACT_FILE) -> Path:
+    """Where the cache keeps a version's pickle (or another of its files)."""
+    return _store_folder(cache_dir, store_uri) / name / version / file
 
 
-def _cached_bytes(store: ModelStore, manifest: dict, cache_dir: Path | None) -> bytes:
+def _cached_bytes(store: ModelStore, manifest: dict, cache_dir: Path | None, compiled: bool = False) -> bytes:
+    name, version = manifest["name"], manifest["version"]
+
+    def fetch() -> bytes:
+        if compiled:
+            return store.read_compiled(name, version, manifest)
+        data = store.read_artifact(name, version)
+        verify_bytes(data, manifest)  # never cache bytes that are wrong
+        return data
+
     if cache_dir is None:
-        return store.read_artifact(manifest["name"], manifest["version"])
-    path = cached_artifact(cache_dir, store.uri, manifest["name"], manifest["version"])
+        return fetch()
+    record = manifest["onnx"] if compiled else manifest["artifact"]
+    path = cached_artifact(cache_dir, store.uri, name, version, compiled_file(manifest) if compiled else
+                           ARTIFACT_FILE)
     if path.is_file():
         data = path.read_bytes()
-        if sha256_bytes(data) == manifest["artifact"]["sha256"]:
+        if sha256_bytes(data) == record["sha256"]:
             return data
-    data = store.read_artifact(manifest["name"], manifest["version"])
-    verify_bytes(data, manifest)  # never cache bytes that are wrong
+    data = fetch()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".tmp{os.getpid()}")
     tmp.write_bytes(data)
@@ -84,17 +106,26 @@ def load_model(
     version: str | None = None,
     cache_dir: Path | None = None,
     verifier=None,
+    pickle: bool = True,
 ) -> LoadedModel:
-    """Resolve (a pinned `version` wins over `alias`), verify and unpickle a model.
+    """Resolve (a pinned `version` wins over `alias`), verify and unpickle a model, and fetch and
+    verify its model.onnx when it has one.
 
     With a `verifier` (model.signing) the version's signature is checked before anything else is
-    read: an unsigned or wrongly signed version is never unpickled.
+    read: an unsigned or wrongly signed version is never unpickled. With `pickle=False` nothing is
+    unpickled: a version without model.onnx is an IntegrityError.
     """
     resolved = store.resolve(name, alias=alias, version=version)
     manifest = store.manifest(name, resolved, verifier=verifier)
-    check_compatible(manifest)
-    data = _cached_bytes(store, manifest, cache_dir)
-    loaded = _unpickle(data, manifest)
+    if pickle:
+        check_compatible(manifest)
+    else:
+        _require_compiled(manifest)
+    onnx = _cached_bytes(store, manifest, cache_dir, compiled=True) if compiled_file(manifest) else None
+    if pickle:
+        loaded = _unpickle(_cached_bytes(store, manifest, cache_dir), manifest, onnx)
+    else:
+        loaded = LoadedModel(None, manifest, onnx)
     if cache_dir is not None:
         _remember(Path(cache_dir), store, name, alias, version, manifest)
     return loaded
@@ -126,6 +157,7 @@ def load_last_good(
     version: str | None = None,
     cache_dir: Path,
     verifier=None,
+    pickle: bool = True,
 ) -> LoadedModel | None:
     """The last version loaded for this selector, from the cache only (verified again); None if none.
 
@@ -141,18 +173,33 @@ def load_last_good(
         record = json.loads(path.read_text())
         manifest_bytes = record["manifest"].encode()
         cached = json.loads(manifest_bytes)
-        data = cached_artifact(cache_dir, store.uri, cached["name"], cached["version"]).read_bytes()
+        data = cached_artifact(cache_dir, store.uri, cached["name"], cached["version"]).read_bytes() \
+            if pickle else None
+        onnx = cached_artifact(cache_dir, store.uri, cached["name"], cached["version"],
+                               compiled_file(cached)).read_bytes() if compiled_file(cached) else None
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
     if verifier is not None:
         signature = Signature.from_bytes(record["signature"].encode()) if record.get("signature") else None
         verify_signature(manifest_bytes, signature, verifier, f"cached {cached['name']} {cached['version']}")
     manifest = parse_manifest(manifest_bytes, cached["name"], cached["version"])
+    if onnx is not None:
+        verify_compiled(onnx, manifest)
+    if not pickle:
+        _require_compiled(manifest)
+        return LoadedModel(None, manifest, onnx)
     check_compatible(manifest)
-    return _unpickle(data, manifest)
+    return _unpickle(data, manifest, onnx)
 
 
-def _unpickle(data: bytes, manifest: dict) -> LoadedModel:
+def _require_compiled(manifest: dict) -> None:
+    if not compiled_file(manifest):
+        reason = (manifest.get("onnx") or {}).get("skipped", "published before models were compiled")
+        raise IntegrityError(f"{manifest['name']} {manifest['version']} has no model.onnx ({reason}); "
+                             "pickle-free mode (MODEL_FORMAT=onnx) serves only compiled versions")
+
+
+def _unpickle(data: bytes, manifest: dict, onnx: bytes | None = None) -> LoadedModel:
     import joblib
 
     name, resolved = manifest["name"], manifest["version"]
@@ -163,4 +210,4 @@ def _unpickle(data: bytes, manifest: dict) -> LoadedModel:
         raise IntegrityError(f"artifact of {name} {resolved} cannot be unpickled: {exc}") from None
     if not hasattr(estimator, "predict"):
         raise IntegrityError(f"artifact of {name} {resolved} is not an estimator (it has no predict)")
-    return LoadedModel(estimator, manifest)
+    return LoadedModel(estimator, manifest, onnx)

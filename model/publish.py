@@ -19,6 +19,7 @@ from model.artifact import (
     ARTIFACT_FILE,
     FORMAT,
     SCHEMA_VERSION,
+    Candidate,
     dump_estimator,
     new_version,
     runtime_versions,
@@ -113,11 +114,15 @@ def _estimator_name(estimator) -> str:
 
 def build_manifest(estimator, X_test, y_test, *, name: str, source: str = "notebook",
                    params: dict | None = None, recipe: str = "imported",
-                   data: dict | None = None, columns: list[dict] | None = None) -> tuple[bytes, dict]:
-    """The pickle's bytes and the complete manifest of a fitted estimator, evaluated on held-out data.
+                   data: dict | None = None, columns: list[dict] | None = None,
+                   compile: bool = True) -> Candidate:
+    """The pickle, the complete manifest and the compiled model of a fitted estimator, evaluated on
+    held-out data (a Candidate, which unpacks as `(artifact, manifest)`).
 
     `data` adds to the manifest's data record (train_rows, the dataset's sha256); `source` names
     where the data came from; `columns` describes a table's columns (else inferred from X_test).
+    With `compile` (and skl2onnx installed) the estimator is also converted to ONNX and
+    parity-checked (model/compiled.py); the manifest's `onnx` record says whether it was kept.
     """
     check_fitted(estimator)
     schema, X_test = input_schema(estimator, X_test, columns)
@@ -156,7 +161,12 @@ def build_manifest(estimator, X_test, y_test, *, name: str, source: str = "noteb
         "input_schema": schema,
         "example": _example(X_test, schema),
     }
-    return artifact, manifest
+    onnx = None
+    if compile:
+        from model.compiled import compile_onnx
+
+        onnx, manifest["onnx"] = compile_onnx(estimator, manifest, X_test)
+    return Candidate(artifact, manifest, onnx)
 
 
 def _outputs(estimator, task: str) -> dict:
@@ -195,11 +205,12 @@ def publish_estimator(estimator, X_test, y_test, *, name: str, store, source: st
     from model.store import ModelStore
 
     store = store if isinstance(store, ModelStore) else ModelStore(str(store))
-    artifact, manifest = build_manifest(estimator, X_test, y_test, name=name, source=source)
+    candidate = build_manifest(estimator, X_test, y_test, name=name, source=source)
+    manifest = candidate.manifest
     if gate:
         check_gate(store, manifest, **gate_options)
     baseline = current_manifest(store, name, gate_options.get("alias") or "production")
-    store.publish(artifact, manifest, signer=signer)
+    store.publish(candidate.artifact, manifest, signer=signer, onnx=candidate.onnx)
     if report:
         store_report(store, manifest, baseline)
     if promote:

@@ -4,6 +4,7 @@ Layout (the same on both backends)::
 
     <store>/<name>/versions/<version>/model.joblib
     <store>/<name>/versions/<version>/manifest.json
+    <store>/<name>/versions/<version>/model.onnx       (compiled and parity-checked, when it converts)
     <store>/<name>/versions/<version>/signature.json   (signed versions)
     <store>/<name>/versions/<version>/report.html      (optional, written after the manifest)
     <store>/<name>/aliases/<alias>.json
@@ -20,7 +21,14 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from model.artifact import ARTIFACT_FILE, MANIFEST_FILE, REPORT_FILE, validate_manifest
+from model.artifact import (
+    ARTIFACT_FILE,
+    MANIFEST_FILE,
+    REPORT_FILE,
+    compiled_file,
+    validate_manifest,
+    verify_compiled,
+)
 from model.backends import open_backend
 from model.errors import ConflictError, IntegrityError, NotFoundError, StoreError
 
@@ -182,6 +190,15 @@ class ModelStore:
             return None
         return Signature.from_bytes(data)
 
+    def read_compiled(self, name: str, version: str, manifest: dict) -> bytes:
+        """The version's ONNX file, checked against the manifest (IntegrityError if missing or wrong)."""
+        try:
+            data, _ = self.backend.read(self._version_key(name, version, compiled_file(manifest)))
+        except NotFoundError:
+            raise IntegrityError(f"{compiled_file(manifest)} of {name} {version} is missing") from None
+        verify_compiled(data, manifest)
+        return data
+
     def read_artifact(self, name: str, version: str) -> bytes:
         """The pickle's bytes, unverified: callers check them against the manifest."""
         try:
@@ -190,13 +207,20 @@ class ModelStore:
             raise IntegrityError(f"artifact of {name} {version} is missing") from None
         return data
 
-    def publish(self, artifact: bytes, manifest: dict, *, signer=None) -> dict:
-        """Publish a new version: the pickle first, then its signature, the manifest last (create-only).
+    def publish(self, artifact: bytes, manifest: dict, *, signer=None, onnx: bytes | None = None) -> dict:
+        """Publish a new version: the pickle and model.onnx first, then the signature, the manifest last
+        (create-only).
 
         The version id comes from the manifest. With a `signer` (model.signing) the manifest's bytes
-        are signed. A version is not listed until its manifest exists.
+        are signed. A version is not listed until its manifest exists. `onnx` is required when the
+        manifest records a compiled file, and checked against it.
         """
         validate_manifest(manifest)
+        if compiled_file(manifest):
+            if onnx is None:
+                raise IntegrityError(f"{manifest['name']} {manifest['version']} records "
+                                     f"{compiled_file(manifest)} but none was given to publish")
+            verify_compiled(onnx, manifest)
         name, version = manifest["name"], manifest["version"]
         self.backend.check()
         manifest_key = self._version_key(name, version, MANIFEST_FILE)
@@ -204,6 +228,8 @@ class ModelStore:
             raise ConflictError(f"version {version} of {name} already exists; versions are immutable")
         body = _dump(manifest)
         self.backend.write(self._version_key(name, version, ARTIFACT_FILE), artifact)
+        if compiled_file(manifest):
+            self.backend.write(self._version_key(name, version, compiled_file(manifest)), onnx)
         if signer is not None:
             from model.signing import SIGNATURE_FILE
 

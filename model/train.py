@@ -63,8 +63,10 @@ def train(
     params: dict | None = None,
     seed: int = DEFAULT_SEED,
     test_size: float = DEFAULT_TEST_SIZE,
-) -> tuple[bytes, dict]:
-    """Fit and evaluate a recipe's model; return the pickle's bytes and its manifest (version included)."""
+    compile: bool = True,
+):
+    """Fit and evaluate a recipe's model: a model.publish.Candidate (pickle, manifest with its version,
+    and model.onnx when the model compiles), which unpacks as `(artifact, manifest)`."""
     from sklearn.model_selection import train_test_split
 
     from model.publish import build_manifest
@@ -88,11 +90,11 @@ def train(
         first = (str(exc).strip().splitlines() or [""])[0][:300]
         raise RecipeError(f"recipe {recipe} failed to fit on {dataset.source}: {type(exc).__name__}: "
                           f"{first}") from None
-    artifact, manifest = build_manifest(
+    return build_manifest(
         estimator, X_test, y_test, name=name, source=dataset.source, recipe=recipe,
         params={**params, "seed": seed, "test_size": test_size},
         data={"sha256": dataset.sha256, "rows": dataset.rows, "train_rows": len(y_train),
               "test_rows": len(y_test)},
         columns=dataset.columns,
+        compile=compile,
     )
-    return artifact, manifest

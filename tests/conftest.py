@@ -70,11 +70,14 @@ def store_uri(request, tmp_path):
 
 @pytest.fixture(scope="session")
 def trained_digits():
-    """(artifact bytes, manifest) of the default model, trained once per session."""
+    """(artifact bytes, manifest) of the default model, trained once per session.
+
+    Not compiled to ONNX, so tests can publish the pair alone (tests/test_compiled.py covers model.onnx).
+    """
     from model.data import load_dataset
     from model.train import train
 
-    return train(load_dataset("digits"), name="digits")
+    return tuple(train(load_dataset("digits"), name="digits", compile=False))
 
 
 @pytest.fixture

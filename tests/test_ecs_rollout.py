@@ -31,8 +31,9 @@ def two_versions(local_store):
 
     store = ModelStore(local_store)
     first = store.alias("digits", "production").version
-    artifact, manifest = train(load_dataset("digits"), name="digits", seed=7)
-    store.publish(artifact, manifest)
+    candidate = train(load_dataset("digits"), name="digits", seed=7)
+    manifest = candidate.manifest
+    store.publish(candidate.artifact, manifest, onnx=candidate.onnx)
     return local_store, first, manifest["version"]
 
 

@@ -401,9 +401,10 @@ def text_app(tmp_path_factory):
         rows.append(f"sport,the team won the match {i} with a late goal")
         rows.append(f"tech,the new laptop {i} has a faster chip and more memory")
     (folder / "news.csv").write_text("\n".join(rows) + "\n")
-    artifact, manifest = train(load_dataset(str(folder / "news.csv"), text_column="text"), name="news")
+    candidate = train(load_dataset(str(folder / "news.csv"), text_column="text"), name="news")
+    manifest = candidate.manifest
     store = ModelStore(str(folder / "store"))
-    store.publish(artifact, manifest)
+    store.publish(candidate.artifact, manifest, onnx=candidate.onnx)
     store.move_alias("news", "production", manifest["version"])
     app = make_app(str(folder / "store"), MODEL_NAME="news")
     assert start_model(app, wait=60)
