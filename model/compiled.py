@@ -46,6 +46,7 @@ class Session:
     def __init__(self, data: bytes, schema: dict, task: str):
         import onnxruntime as ort
 
+        ort.set_default_logger_severity(3)  # its errors come back as exceptions; no stderr noise
         options = ort.SessionOptions()
         # One thread per worker: gunicorn already runs one worker per core, so more threads would only
         # contend; a single-row prediction is far too small to split.
@@ -183,6 +184,16 @@ def _concat(a, b, schema: dict):
     return np.vstack([np.asarray(a, dtype=np.float64), b])
 
 
+def _steps(estimator):
+    """Every estimator inside a pipeline or column transformer, depth first."""
+    yield estimator
+    for _, step in getattr(estimator, "steps", []):
+        yield from _steps(step)
+    for _, part, _ in getattr(estimator, "transformers_", []):
+        if not isinstance(part, str):
+            yield from _steps(part)
+
+
 def manifest_task_is_classification(output: dict) -> bool:
     """A classifier's output record names probabilities and scores; a regressor's names a value."""
     return "probabilities" in output
@@ -200,13 +211,18 @@ def _convert(estimator, X, schema: dict, output: dict) -> bytes:
     final = estimator.steps[-1][1] if hasattr(estimator, "steps") else estimator
     # Probabilities as one tensor (not a list of per-row maps), for classifiers that have them. A
     # classifier without them must be given some option of its own, or skl2onnx applies zipmap to it.
-    options = None
+    options = {}
     if output.get("probabilities"):
-        options = {id(final): {"zipmap": False}}
+        options[id(final)] = {"zipmap": False}
     elif manifest_task_is_classification(output):
-        options = {id(final): {"output_class_labels": False}}
+        options[id(final)] = {"output_class_labels": False}
+    for step in _steps(estimator):
+        if type(step).__name__ in ("TfidfVectorizer", "CountVectorizer"):
+            # onnxruntime's lower-casing needs a named locale; "C" exists on every machine (the
+            # default en_US.UTF-8 often does not, and then the model cannot even be loaded).
+            options[id(step)] = {"locale": "C"}
     try:
-        model = to_onnx(estimator, sample, options=options, target_opset=dict(OPSETS))
+        model = to_onnx(estimator, sample, options=options or None, target_opset=dict(OPSETS))
     except Exception as exc:  # skl2onnx raises many types for "not supported"
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         # skl2onnx quotes whole weight arrays in some messages: the node's name is what helps.
