@@ -1,4 +1,4 @@
-"""The seed article's serving stack as the peer: FastAPI under uvicorn calling predict_proba.
+"""A well-written peer: FastAPI under uvicorn calling predict_proba once per request.
 
 Same model file and payload as the service; the model is loaded when the app starts, as in the
 article (which fetched it from S3 at start-up).
@@ -37,6 +37,11 @@ def ready() -> dict:
 @app.post("/predict")
 def predict(body: Instances) -> dict:
     model = state["model"]
-    probabilities = model.predict_proba(body.instances)
+    instances = body.instances
+    if instances and isinstance(instances[0], dict):  # a table keyed by column name
+        import pandas as pd
+
+        instances = pd.DataFrame(instances)
+    probabilities = model.predict_proba(instances)
     classes = [str(c) for c in model.classes_]
     return {"predictions": [dict(zip(classes, row.tolist(), strict=True)) for row in probabilities]}
