@@ -130,10 +130,14 @@ class BufferedWorker(SyncWorker):
 
     def _loop(self) -> None:
         timeout = self.timeout or 0.5
-        while self.alive:
+        # On SIGHUP or SIGTERM (alive turns false) stop accepting, but finish the requests that are
+        # still arriving: their clients were accepted and must get an answer, not a closed socket.
+        while self.alive or self.pending:
             self.notify()
+            if not self.alive:
+                self._listen(False)
             # Like the sync worker: serve whoever is waiting before sleeping in select().
-            if self._listening and self._accept_ready():
+            elif self._listening and self._accept_ready():
                 continue
             now = time.monotonic()
             wait = timeout
@@ -153,7 +157,7 @@ class BufferedWorker(SyncWorker):
                     self._read_more(key.data)
                 # a listener: accepted at the top of the loop
             self._expire(time.monotonic())
-            self._listen(len(self.pending) < self.max_pending)
+            self._listen(self.alive and len(self.pending) < self.max_pending)
             if not self.is_parent_alive():
                 return
 
@@ -172,7 +176,7 @@ class BufferedWorker(SyncWorker):
             if not self._receive(item):
                 self.pending[client.fileno()] = item
                 self.selector.register(client, selectors.EVENT_READ, item)
-                self._listen(len(self.pending) < self.max_pending)
+                self._listen(self.alive and len(self.pending) < self.max_pending)
             return True
         return False
 

@@ -71,7 +71,7 @@ def patient_server(request, served_store, tmp_path_factory):
 
 def test_sync_workers_are_held_by_slow_clients(served_store, tmp_path):
     """The fault itself, so the test below is known to be able to fail."""
-    server = GunicornServer(tmp_path, {"MODEL_STORE": served_store})
+    server = GunicornServer(tmp_path, {"MODEL_STORE": served_store, "WORKER_CLASS": "sync"})
     try:
         with SlowClients(server.port, seconds=8), pytest.raises(requests.Timeout):
             requests.get(server.url + "/health", timeout=3)
@@ -154,3 +154,26 @@ def test_a_huge_header_still_gets_the_json_431(buffered_server):
     answer = requests.get(buffered_server.url + "/health", headers={"X-Big": "a" * 100_000}, timeout=10)
     assert answer.status_code == 431
     assert answer.json()["error"]["code"] == "header_too_large"
+
+
+def test_a_reload_finishes_requests_that_are_still_arriving(buffered_server, trained_digits):
+    """SIGHUP retires the workers; one holding a half-sent request still answers it (found under load:
+    the client got a closed connection)."""
+    import os
+    import signal
+
+    _, manifest = trained_digits
+    body = json.dumps({"instances": [manifest["example"]]}).encode()
+    head = (b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n")
+    with socket.create_connection(("127.0.0.1", buffered_server.port), timeout=10) as sock:
+        sock.sendall(head + body[:5])
+        time.sleep(0.3)  # the worker holds it, waiting for the rest
+        os.kill(int(buffered_server.pidfile.read_text()), signal.SIGHUP)
+        time.sleep(0.5)
+        sock.sendall(body[5:])
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
+    buffered_server.wait_until("/ready")
