@@ -65,7 +65,8 @@ def create_app(config: Mapping[str, object] | None = None) -> Flask:
     # Werkzeug refuses bigger bodies (Content-Length or streamed) with 413 before we read them.
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     metrics = Metrics(settings.prometheus_multiproc_dir)
-    holder = ModelHolder(settings, on_loaded=lambda predictor: metrics.model_loaded(predictor.info))
+    holder = ModelHolder(settings, on_loaded=lambda predictor: metrics.model_loaded(predictor.info,
+                                                                                  predictor.path))
     service = Service(settings, holder, metrics, Reports(settings.model_store))
     app.extensions["service"] = service
 
@@ -199,7 +200,7 @@ def _register_routes(app: Flask, service: Service) -> None:
 
     def ready():
         model = predictor()
-        body = {"status": "ready", "model": model.info}
+        body = {"status": "ready", "model": model.info, "path": model.path}
         if holder.degraded:
             body["degraded"] = holder.degraded
         return _json_response(body)
@@ -215,8 +216,12 @@ def _register_routes(app: Flask, service: Service) -> None:
 
     @app.get("/model")
     def model_manifest():
-        manifest = predictor().manifest
-        return _json_response({**manifest, "degraded": holder.degraded} if holder.degraded else manifest)
+        model = predictor()
+        # The manifest as published, plus how this worker serves it (which path, or why not onnx).
+        body = {**model.manifest, "serving": {**model.serving, "model_format": settings.model_format}}
+        if holder.degraded:
+            body["degraded"] = holder.degraded
+        return _json_response(body)
 
     @app.get("/metrics")
     def metrics_text():

@@ -18,6 +18,9 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 # fully arrived, so slow clients cost sockets, not workers, at no measured price (README: Slow
 # clients). sync: gunicorn's own, for comparison. gevent: asynchronous reads, measurably slower.
 WORKER_CLASSES = ("buffered", "sync", "gevent")
+# MODEL_FORMAT: auto unpickles the version and runs its model.onnx when it has one that passes its
+# parity re-check; onnx never unpickles anything, so only compiled versions are served.
+MODEL_FORMATS = ("auto", "onnx")
 # What gunicorn's `worker_class` setting is for each WORKER_CLASS.
 GUNICORN_WORKERS = {"buffered": "service.worker.BufferedWorker", "sync": "sync", "gevent": "gevent"}
 
@@ -37,6 +40,8 @@ class Settings:
     model_cache_dir: str | None = None
     # A public key (PEM) or kms:KEY: versions not signed by it are refused before unpickling.
     verify_key: str | None = None
+    # auto or onnx (pickle-free): see MODEL_FORMATS.
+    model_format: str = "auto"
     host: str = "127.0.0.1"
     port: int = 8080
     bind: str | None = None
@@ -68,6 +73,11 @@ class Settings:
         import tempfile
 
         return os.path.join(tempfile.gettempdir(), f"model-service-cache-{os.getuid()}")
+
+    @property
+    def pickle_free(self) -> bool:
+        """True when nothing may be unpickled (MODEL_FORMAT=onnx)."""
+        return self.model_format == "onnx"
 
     @property
     def address(self) -> str:
@@ -117,6 +127,10 @@ class Settings:
         if worker_class not in WORKER_CLASSES:
             raise ConfigError(f"WORKER_CLASS must be one of {', '.join(WORKER_CLASSES)}, "
                               f"got {worker_class!r}")
+        model_format = (get("MODEL_FORMAT") or defaults["model_format"]).lower()
+        if model_format not in MODEL_FORMATS:
+            raise ConfigError(f"MODEL_FORMAT must be one of {', '.join(MODEL_FORMATS)} (onnx: serve only "
+                              f"compiled versions, never unpickle), got {get('MODEL_FORMAT')!r}")
         settings = cls(
             model_store=get("MODEL_STORE") or defaults["model_store"],
             model_name=get("MODEL_NAME") or defaults["model_name"],
@@ -124,6 +138,7 @@ class Settings:
             model_version=get("MODEL_VERSION"),
             model_cache_dir=get("MODEL_CACHE_DIR"),
             verify_key=get("MODEL_VERIFY_KEY"),
+            model_format=model_format,
             host=get("HOST") or defaults["host"],
             port=integer("PORT", "port"),
             bind=get("BIND"),

@@ -42,6 +42,12 @@ proc_name = "model-service"
 control_socket_disable = True
 _SHARED_LIBRARIES = (
     "flask",
+    # compiled models (service/compiled.py): the runtime itself; sessions are built in each worker
+    "onnxruntime",
+)
+# What unpickling needs: not imported at all in pickle-free mode (MODEL_FORMAT=onnx), where no worker
+# ever unpickles anything.
+_PICKLE_LIBRARIES = (
     "joblib",
     "sklearn.pipeline",
     "sklearn.linear_model",
@@ -64,7 +70,7 @@ def on_starting(server):
     server.log.info("metrics folder %s", path)
     # Import the heavy libraries (not the app, not the model) once in the master: forked workers
     # share them, so a worker started by SIGHUP only has to fetch and verify the model.
-    for module in _SHARED_LIBRARIES:
+    for module in _SHARED_LIBRARIES + (() if _settings.pickle_free else _PICKLE_LIBRARIES):
         importlib.import_module(module)
 
 

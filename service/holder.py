@@ -6,6 +6,11 @@ sha256 again) and says so: `degraded` names the reason on /ready and /model. A d
 trying the store with capped exponential backoff; once it answers, the worker switches to what the
 alias names (or just clears `degraded` when that is the version it already serves). With nothing
 cached, the worker stays up without a model (liveness fine, readiness 503) until the store answers.
+
+Each loaded version is served through its model.onnx when it has one that passes its parity re-check
+(service.compiled), else through the pickle (service.predict says which path). In pickle-free mode
+(MODEL_FORMAT=onnx) nothing is unpickled: a version without a usable model.onnx is refused, with the
+reason on /ready, exactly like one that fails its sha256.
 """
 
 from __future__ import annotations
@@ -16,10 +21,16 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+from service.compiled import NotCompiled, open_compiled
 from service.config import Settings
 from service.predict import Predictor
 
 log = logging.getLogger("service.model")
+
+
+class Unservable(Exception):
+    """The store answered, but the version it names cannot be served in this mode (pickle-free and
+    no usable model.onnx): refused, like a failed integrity check, not a reason to use the cache."""
 
 
 class ModelHolder:
@@ -89,7 +100,9 @@ class ModelHolder:
         self.degraded = degraded
         self.error = ""
         log.info("model loaded", extra={"model": predictor.info, "attempt": self.attempts,
-                                        "path": predictor.path, "degraded": degraded or None})
+                                        "path": predictor.path, "reason": predictor.reason or None,
+                                        "model_format": self._settings.model_format,
+                                        "degraded": degraded or None})
 
     def _fall_back(self, cause: Exception) -> None:
         """Serve the last good version from the cache, if there is one (and it still verifies)."""
@@ -97,17 +110,16 @@ class ModelHolder:
         from model.loader import load_last_good
         from model.store import ModelStore
 
-        if isinstance(cause, IntegrityError | IncompatibleError):
+        if isinstance(cause, IntegrityError | IncompatibleError | Unservable):
             return  # the store answered: what it names is refused, not unreachable
         s = self._settings
         try:
             loaded = load_last_good(ModelStore(s.model_store), s.model_name, alias=s.model_alias,
                                     version=s.model_version, cache_dir=Path(s.cache_dir),
-                                    verifier=self._verifier)
+                                    verifier=self._verifier, pickle=not s.pickle_free)
             if loaded is None:
                 return
-            predictor = Predictor(loaded.estimator, loaded.manifest, max_batch=s.max_batch)
-            predictor.warm_up()
+            predictor = self._predictor(loaded)
         except Exception as exc:
             log.warning("the cached last good model is unusable", extra={"error": str(exc)})
             return
@@ -135,7 +147,28 @@ class ModelHolder:
             if wanted == current.info["version"]:
                 return current
         loaded = load_model(store, s.model_name, alias=s.model_alias, version=s.model_version,
-                            cache_dir=Path(s.cache_dir), verifier=self._verifier)
-        predictor = Predictor(loaded.estimator, loaded.manifest, max_batch=s.max_batch)
+                            cache_dir=Path(s.cache_dir), verifier=self._verifier, pickle=not s.pickle_free)
+        return self._predictor(loaded)
+
+    def _predictor(self, loaded) -> Predictor:
+        """The Predictor of a loaded version, through its model.onnx when that passes its parity
+        re-check; warmed up. Unservable when there is no pickle to fall back to."""
+        compiled, reason = None, ""
+        try:
+            compiled = open_compiled(loaded.onnx, loaded.manifest)
+        except NotCompiled as exc:
+            reason = str(exc)
+            name = f"{loaded.manifest['name']} {loaded.version}"
+            if loaded.estimator is None:
+                raise Unservable(f"{name}: {reason}; pickle-free mode (MODEL_FORMAT=onnx) has no pickle "
+                                 "to fall back to") from None
+            if loaded.onnx is not None:
+                # A file that verified by sha256 but does not run or answer as published: worth a
+                # warning (a runtime that differs from the publisher's), not a refusal.
+                log.warning("model.onnx not used; serving with the pickle",
+                            extra={"model": {"name": loaded.manifest["name"], "version": loaded.version},
+                                   "reason": reason})
+        predictor = Predictor(loaded.estimator, loaded.manifest, max_batch=self._settings.max_batch,
+                              compiled=compiled, reason=reason)
         predictor.warm_up()
         return predictor

@@ -60,6 +60,15 @@ class Metrics:
             multiprocess_mode="livemax",
             registry=r,
         )
+        # Which code predicts for each served version (onnx, numpy or sklearn): at most three series
+        # per version, and livemax drops the workers that exited.
+        self.serving_path = Gauge(
+            "model_serving_path",
+            "How the serving workers predict: onnx (onnxruntime), numpy or sklearn (value 1)",
+            ["name", "version", "path"],
+            multiprocess_mode="livemax",
+            registry=r,
+        )
 
     def observe(self, endpoint: str, method: str, status: int, seconds: float) -> None:
         """Count one request and its latency."""
@@ -79,9 +88,11 @@ class Metrics:
         for label, n in Tally(labels).items():
             self.predictions.labels(str(label)).inc(n)
 
-    def model_loaded(self, info: dict) -> None:
-        """Record which model this worker serves."""
+    def model_loaded(self, info: dict, path: str | None = None) -> None:
+        """Record which model this worker serves, and through which path."""
         self.model_info.labels(info["name"], info["version"]).set(1)
+        if path is not None:
+            self.serving_path.labels(info["name"], info["version"], path).set(1)
 
     def render(self) -> bytes:
         """The exposition text of all workers' metrics."""

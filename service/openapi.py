@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from service import outputs
-from service.predict import Predictor
+from service.predict import PATHS, Predictor
 
 JSON = "application/json"
 
@@ -42,7 +42,12 @@ def _column_schema(predictor: Predictor, spec: dict) -> dict:
     closed = predictor.table.closed.get(name)
     if closed is not None:
         return {"type": "string", "enum": closed, "description": "a category the model knows"}
-    schema = {"type": "string", "description": "a category; unknown values are accepted"}
+    if predictor.estimator is None:
+        # Pickle-free: no encoder to read; onnxruntime decides, and a refusal is a 400.
+        description = "a category; one the model never saw may be refused (400)"
+    else:
+        description = "a category; unknown values are accepted"
+    schema = {"type": "string", "description": description}
     if spec.get("values"):
         schema["examples"] = list(spec["values"])
     return schema
@@ -147,6 +152,24 @@ def build_spec(predictor: Predictor | None, max_batch: int, max_body_bytes: int)
     status = {"200": json_response("OK", "Status"), "503": json_response("Not ready", "Error")}
     degraded = ("present only while the store cannot be reached and the last verified version is "
                 "served from the local cache: why")
+    path = {"enum": list(PATHS), "description": "which code predicts: onnx (the version's model.onnx in "
+                                                 "onnxruntime), numpy (the direct path) or sklearn"}
+    serving = {
+        "type": "object",
+        "required": ["path", "model_format"],
+        "description": "how this worker serves the version (not part of the published manifest)",
+        "properties": {
+            "path": path,
+            "reason": {"type": "string", "description": "why the version is not served through "
+                                                        "onnxruntime (absent when it is)"},
+            "model_format": {"enum": ["auto", "onnx"],
+                             "description": "MODEL_FORMAT: onnx means nothing is ever unpickled"},
+            "runtime": {"type": "string", "description": "onnxruntime's version (path onnx)"},
+            "file": {"type": "string"},
+            "parity": {"type": "object", "description": "the parity re-check at load: rows run and the "
+                                                        "worst difference from scikit-learn's answers"},
+        },
+    }
     title = "Model prediction service"
     if predictor is not None:
         title += f": {predictor.info['name']} {predictor.info['version']}"
@@ -155,7 +178,9 @@ def build_spec(predictor: Predictor | None, max_batch: int, max_body_bytes: int)
         "info": {
             "title": title,
             "version": "1.0.0",
-            "description": "Predictions from a verified scikit-learn model from the model store.",
+            "description": "Predictions from a verified scikit-learn model from the model store, run "
+                           "by onnxruntime when the version has a model.onnx that passes its parity "
+                           "re-check (GET /model: serving).",
         },
         "paths": {
             "/predict": {"post": {**predict, "operationId": "predict"}},
@@ -256,15 +281,18 @@ def build_spec(predictor: Predictor | None, max_batch: int, max_body_bytes: int)
                     "type": "object",
                     "required": ["status"],
                     "properties": {"status": {"type": "string"}, "model": {"$ref": ref + "ModelRef"},
+                                   "path": path,
                                    "degraded": {"type": "string", "description": degraded}},
                 },
                 "Manifest": {
                     "type": "object",
-                    "required": ["name", "version", "classes", "input_schema", "metrics"],
+                    "required": ["name", "version", "classes", "input_schema", "metrics", "serving"],
                     "description": "task (classification or regression, default classification), "
                                    "input_schema.columns (kinds number, category, text, boolean) and "
-                                   "example describe what /predict takes",
-                    "properties": {"degraded": {"type": "string", "description": degraded}},
+                                   "example describe what /predict takes; onnx records the version's "
+                                   "compiled model (or why it has none); serving says how it is served",
+                    "properties": {"serving": serving,
+                                   "degraded": {"type": "string", "description": degraded}},
                 },
                 "Error": {
                     "type": "object",

@@ -7,7 +7,8 @@
 - a regressor: {"value": v}.
 
 What the estimator offers is what it has (`hasattr`, which also covers methods scikit-learn hides,
-like SVC(probability=False).predict_proba); the manifest's `output` is only informational.
+like SVC(probability=False).predict_proba); the manifest's `output` is only used when there is no
+estimator (pickle-free mode), where it is all there is.
 """
 
 from __future__ import annotations
@@ -27,6 +28,19 @@ def output_kind(task: str, estimator) -> str:
     if hasattr(estimator, "predict_proba"):
         return PROBABILITIES
     if hasattr(estimator, "decision_function"):
+        return SCORES
+    return LABEL
+
+
+def declared_kind(task: str, output: dict | None) -> str:
+    """The same kind from the manifest's `output` record, for pickle-free serving (no estimator to
+    ask): what the publisher found the estimator has."""
+    if task == "regression":
+        return VALUE
+    output = output or {}
+    if output.get("probabilities"):
+        return PROBABILITIES
+    if output.get("scores"):
         return SCORES
     return LABEL
 

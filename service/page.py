@@ -21,6 +21,12 @@ _OUTPUTS = {
     outputs.VALUE: "a number",
 }
 _SHOWN_COLUMNS = 8
+# How each prediction path is named on the page (service.predict.Predictor.path).
+_PATHS = {
+    "onnx": "onnxruntime (model.onnx)",
+    "numpy": "numpy (direct path)",
+    "sklearn": "scikit-learn",
+}
 
 
 def _metrics(predictor: Predictor) -> list[tuple[str, str, str]]:
@@ -71,4 +77,6 @@ def page_context(predictor: Predictor, *, has_report: bool) -> dict:
         "prompt": _prompt(predictor),
         "example": example or "",
         "has_report": has_report,
+        "serving": _PATHS.get(predictor.path, predictor.path),
+        "serving_reason": predictor.reason,
     }

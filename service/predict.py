@@ -6,6 +6,16 @@ them), the batch becomes one estimator input, and the estimator runs once. A tab
 becomes a float64 array and, for the default pipelines, goes through the checked numpy path
 (service.fastpath); a table of mixed columns is checked by service.tables and becomes a DataFrame;
 text is a list of strings. What a prediction holds depends on the model (service.outputs).
+
+Which code computes the prediction (`Predictor.path`), in order of preference:
+- "onnx": the version's model.onnx in onnxruntime, when it has one that passed its parity re-check
+  at load (service.compiled); it is as fast as the numpy path on the default model and much faster
+  on others (a random forest: ~13 ms to ~30 µs per row);
+- "numpy": the checked direct path for the default pipelines (service.fastpath): tf-idf text, which
+  never compiles to the same answers, and versions published without model.onnx;
+- "sklearn": the estimator's own methods.
+In pickle-free mode (MODEL_FORMAT=onnx) there is no estimator: the path is always "onnx" and
+everything else (classes, task, outputs, columns) comes from the manifest.
 """
 
 from __future__ import annotations
@@ -15,18 +25,29 @@ import math
 import numpy as np
 
 from service import outputs
+from service.compiled import Compiled
 from service.errors import InvalidInput, TooLarge
 from service.tables import Table
 from service.wording import kind_of, show
 
 _NUMBER_TYPES = frozenset((int, float))
 _REFUSAL_CHARS = 200
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+ONNX, NUMPY, SKLEARN = "onnx", "numpy", "sklearn"
+PATHS = (ONNX, NUMPY, SKLEARN)
 
 
 class Predictor:
-    """A loaded model plus everything the request path needs, computed once."""
+    """A loaded model plus everything the request path needs, computed once.
 
-    def __init__(self, estimator, manifest: dict, *, max_batch: int):
+    `estimator` is the unpickled estimator (None in pickle-free mode); `compiled` the version's
+    model.onnx when it passed its parity re-check (service.compiled), else None and `reason` says why.
+    """
+
+    def __init__(self, estimator, manifest: dict, *, max_batch: int, compiled: Compiled | None = None,
+                 reason: str = ""):
+        if estimator is None and compiled is None:
+            raise ValueError("a Predictor needs an estimator or a compiled model")
         self.estimator = estimator
         self.manifest = manifest
         self.max_batch = max_batch
@@ -34,18 +55,32 @@ class Predictor:
         self.task = manifest.get("task") or "classification"  # old manifests: classifiers
         self.labels = list(manifest.get("classes") or [])
         self.keys = [str(label) for label in self.labels]
-        self.output = outputs.output_kind(self.task, estimator)
+        self.output = outputs.output_kind(self.task, estimator) if estimator is not None else \
+            outputs.declared_kind(self.task, manifest.get("output"))
+        if compiled is not None and self.output in (outputs.PROBABILITIES, outputs.SCORES) \
+                and not compiled.has_matrix:
+            # The parity re-check compares what the manifest recorded; the estimator may offer more.
+            if estimator is None:
+                raise ValueError(f"model.onnx gives no {self.output}, which the manifest promises")
+            compiled, reason = None, f"model.onnx gives no {self.output}, which the estimator has"
+        self.compiled = compiled
+        self.reason = "" if compiled is not None else (reason or "no model.onnx was loaded")
         self._as_label = self._label_lookup(estimator)
         schema = manifest["input_schema"]
         self.kind = schema["type"]
         self.table: Table | None = None
         if self.kind == "tabular":
+            # Without an estimator no encoder can be walked: every category is accepted here and
+            # onnxruntime refuses what its encoders refuse (a 400 naming the row and column).
             self.table = Table(schema, estimator)
             self.features, self.n_features = self.table.features, self.table.n_features
-        import sklearn
+        self._fast_context = None
+        if estimator is not None:
+            # Imported only when there is an estimator: pickle-free mode never loads scikit-learn.
+            import sklearn
 
-        self._fast_context = sklearn.config_context
-        self._direct = self._compile_direct()
+            self._fast_context = sklearn.config_context
+        self._direct = self._compile_direct() if compiled is None else None
 
     def _label_lookup(self, estimator) -> dict:
         """The manifest's label for each of the estimator's classes, as predict() returns them."""
@@ -78,11 +113,18 @@ class Predictor:
 
     @property
     def path(self) -> str:
-        """Which prediction path this model uses: 'direct' (numpy) or the estimator method called."""
-        if self._direct is not None:
-            return "direct"
-        return {outputs.PROBABILITIES: "predict_proba", outputs.SCORES: "predict+decision_function"}.get(
-            self.output, "predict")
+        """Which code predicts: 'onnx' (onnxruntime), 'numpy' (service.fastpath) or 'sklearn'."""
+        if self.compiled is not None:
+            return ONNX
+        return NUMPY if self._direct is not None else SKLEARN
+
+    @property
+    def serving(self) -> dict:
+        """What /model shows about the path: onnxruntime's version and the parity re-check's result,
+        or why the version is not served through onnxruntime."""
+        if self.compiled is not None:
+            return {"path": ONNX, **self.compiled.info}
+        return {"path": self.path, "reason": self.reason}
 
     # -- validation -----------------------------------------------------------------------
     def check_batch(self, body) -> list:
@@ -175,6 +217,12 @@ class Predictor:
             scaled = self._scaled(row)
         bad = np.flatnonzero(~np.isfinite(scaled)) if scaled is not None else []
         j = int(bad[0]) if len(bad) else int(np.argmax(np.abs(row)))
+        if self.compiled is not None and self.compiled.float32 and abs(row[j]) > _FLOAT32_MAX:
+            raise InvalidInput(
+                f"instances[{i}][{j}] ({self.features[j]}) = {row[j]:.6g} is too large for this model: it "
+                f"computes in 32-bit floats (at most ±{_FLOAT32_MAX:.3g}) and its arithmetic overflows; "
+                "send values within the range the model was trained on"
+            )
         raise InvalidInput(
             f"instances[{i}][{j}] ({self.features[j]}) = {row[j]:.6g} is too large for this model: its "
             "arithmetic overflows (scikit-learn refuses such input too); send values within the range "
@@ -184,7 +232,7 @@ class Predictor:
     def _scaled(self, row):
         """The row after the pipeline's scaler, when it has one (else None)."""
         steps = getattr(self.estimator, "steps", None)
-        if not steps or not hasattr(steps[0][1], "transform"):
+        if not steps or not hasattr(steps[0][1], "transform") or self._fast_context is None:
             return None
         try:
             with self._fast_context(assume_finite=True):
@@ -206,6 +254,8 @@ class Predictor:
         # Overflow shows in the output, which is checked below: numpy's warnings would only reach the
         # log as plain-text lines between the JSON ones.
         with np.errstate(all="ignore"):
+            if self.compiled is not None:
+                return self._predict_compiled(matrix)
             if self.output == outputs.PROBABILITIES:
                 direct = self._direct
                 proba = direct(matrix) if direct is not None else self._call("predict_proba", matrix)
@@ -221,6 +271,31 @@ class Predictor:
             scores = np.asarray(self._call("decision_function", matrix), dtype=np.float64)
             self._check_finite(matrix, scores)
             return outputs.with_scores(chosen, scores, self.keys)
+
+    def _predict_compiled(self, matrix) -> tuple[list[dict], list]:
+        """The same predictions from onnxruntime's arrays (service.compiled), checked the same way."""
+        out = self.compiled.run(matrix)
+        if self.output == outputs.VALUE:
+            values = out["values"]
+            if len(values) != len(matrix):
+                raise ValueError(f"model.onnx predicts {len(values)} values for {len(matrix)} instances; "
+                                 "the service serves one value per instance")
+            self._check_finite(matrix, values)
+            return outputs.with_values(values)
+        if self.output == outputs.PROBABILITIES:
+            proba = out["matrix"]
+            self._check_finite(matrix, proba)
+            return outputs.with_probabilities(proba, self.labels, self.keys)
+        chosen = self.compiled.labels(out["labels"])
+        if self.output == outputs.LABEL:
+            return outputs.with_labels(chosen)
+        scores = out["matrix"]
+        if len(self.keys) == 2 and scores.shape[1] <= 2:
+            # Binary: scikit-learn has one score, for the positive class; onnxruntime has it alone
+            # or as the last of [-s, s].
+            scores = scores[:, -1]
+        self._check_finite(matrix, scores)
+        return outputs.with_scores(chosen, scores, self.keys)
 
     def _check_finite(self, matrix, output) -> None:
         row = outputs.first_non_finite(output)

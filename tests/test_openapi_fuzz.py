@@ -70,3 +70,36 @@ def test_other_kinds_of_model_answer_within_their_schema(kinds, name):
             case.call_and_validate(checks=CHECKS)
 
         answers_within_schema()
+
+
+@pytest.fixture(scope="module")
+def compiled_churn(tmp_path_factory):
+    """The churn table (examples/churn_recipe.py: one-hot, handle_unknown="error") compiled to ONNX and
+    served pickle-free: every category string reaches onnxruntime, which refuses unknown ones."""
+    from test_service_onnx import build_churn, publish, serve
+
+    folder = tmp_path_factory.mktemp("fuzz-onnx")
+    uri = str(folder / "store")
+    publish(uri, build_churn(folder).candidate)
+    app = serve(uri, "churn", folder / "cache", MODEL_FORMAT="onnx")
+    assert app.extensions["service"].holder.predictor.path == "onnx"
+    yield app
+    app.extensions["service"].holder.stop()
+
+
+def test_a_compiled_model_served_pickle_free_answers_within_its_schema(compiled_churn):
+    schema = schemathesis.openapi.from_wsgi("/openapi.json", compiled_churn)
+    operations = [result.ok() for result in schema.get_all_operations()]
+    predict = next(op for op in operations if op.path == "/predict")
+    others = [op for op in operations if op.path in ("/model", "/ready")]
+    runs = [(predict, schemathesis.GenerationMode.POSITIVE), (predict, schemathesis.GenerationMode.NEGATIVE)]
+    runs += [(op, schemathesis.GenerationMode.POSITIVE) for op in others]
+    for operation, mode in runs:
+
+        @given(case=operation.as_strategy(generation_mode=mode))
+        @settings(max_examples=25, deadline=None, derandomize=True, database=None,
+                  suppress_health_check=list(HealthCheck))
+        def answers_within_schema(case):
+            case.call_and_validate(checks=CHECKS)
+
+        answers_within_schema()

@@ -317,9 +317,14 @@ def test_model_and_health_endpoints(client, served_store):
 
     store = ModelStore(served_store)
     version = store.resolve("digits", alias="production")
-    assert client.get("/model").json == store.manifest("digits", version)
+    body = client.get("/model").json
+    serving = body.pop("serving")
+    assert body == store.manifest("digits", version)  # the manifest as published, plus how it is served
+    assert serving == {"path": "numpy", "model_format": "auto",
+                       "reason": "no model.onnx: the version was published before models were compiled"}
     assert client.get("/health").json == {"status": "alive"}
-    assert client.get("/ready").json == {"status": "ready", "model": {"name": "digits", "version": version}}
+    assert client.get("/ready").json == {"status": "ready", "model": {"name": "digits", "version": version},
+                                         "path": "numpy"}  # published without model.onnx
     assert client.get("/ping").status_code == 200
 
 

@@ -16,6 +16,7 @@ def test_defaults():
     assert (s.port, s.workers, s.max_batch, s.max_body_bytes) == (8080, 2, 1000, 1024 * 1024)
     assert s.address == "127.0.0.1:8080"
     assert (s.worker_class, s.read_timeout) == ("buffered", 10.0)
+    assert (s.model_format, s.pickle_free) == ("auto", False)  # unpickle; ONNX when the version has it
     # Must stay below the ECS container stopTimeout (30 s) so in-flight requests can finish.
     assert s.graceful_timeout < 30 and s.graceful_timeout < s.timeout
 
@@ -42,6 +43,7 @@ def test_every_variable_is_read():
             "MODEL_RETRY_MAX": "5",
             "WORKER_CLASS": "Gevent",
             "READ_TIMEOUT": "2.5",
+            "MODEL_FORMAT": "ONNX",
         }
     )
     assert s == Settings(
@@ -64,7 +66,9 @@ def test_every_variable_is_read():
         retry_max=5.0,
         worker_class="gevent",
         read_timeout=2.5,
+        model_format="onnx",
     )
+    assert s.pickle_free
 
 
 @pytest.mark.parametrize(
@@ -92,6 +96,8 @@ def test_bind_address(env, address):
         ({"LOG_LEVEL": "loud"}, "LOG_LEVEL must be one of"),
         ({"WORKER_CLASS": "threads"}, "WORKER_CLASS must be one of buffered, sync, gevent"),
         ({"READ_TIMEOUT": "0"}, "READ_TIMEOUT must be above 0 seconds"),
+        ({"MODEL_FORMAT": "pickle"}, "MODEL_FORMAT must be one of auto, onnx"),
+        ({"MODEL_FORMAT": "joblib"}, "got 'joblib'"),
         ({"GUNICORN_GRACEFUL_TIMEOUT": "30"}, "must be below GUNICORN_TIMEOUT (30)"),
         ({"MODEL_LOAD_WAIT": "x"}, "MODEL_LOAD_WAIT must be a number of seconds"),
         ({"MODEL_LOAD_WAIT": "45"}, "MODEL_LOAD_WAIT (45.0) must be below GUNICORN_TIMEOUT"),

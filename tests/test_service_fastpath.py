@@ -48,7 +48,7 @@ def test_predictor_uses_the_direct_path_for_the_default_model(trained_digits):
     artifact, manifest = trained_digits
     estimator = joblib.load(io.BytesIO(artifact))
     predictor = Predictor(estimator, manifest, max_batch=10)
-    assert predictor.path == "direct"
+    assert predictor.path == "numpy"
     rows = [manifest["example"], [0.0] * 64]
     predictions, labels = predictor.predict(predictor.to_matrix(rows))
     expected = estimator.predict_proba(np.asarray(rows))
@@ -95,7 +95,7 @@ def test_predictor_uses_the_direct_path_for_a_text_model():
     manifest = {"name": "topics", "version": "v", "classes": list(estimator.classes_),
                 "input_schema": {"type": "text"}, "example": "w0001 w0002"}
     predictor = Predictor(estimator, manifest, max_batch=10)
-    assert predictor.path == "direct"
+    assert predictor.path == "numpy"
     texts = ["w0003 w0004 w0003", "unknown words only"]
     predictions, _ = predictor.predict(predictor.to_matrix(texts))
     expected = estimator.predict_proba(texts)

@@ -93,7 +93,10 @@ def build_models() -> dict:
 
 
 def publish_models(uri: str, models: dict, names=None) -> dict:
-    """Publish each model (production alias on it); {name: manifest}."""
+    """Publish each model (production alias on it); {name: manifest}.
+
+    Not compiled to ONNX: these tests are about the scikit-learn path (tests/test_service_onnx.py
+    serves the same kinds of model through onnxruntime)."""
     from model.publish import build_manifest
     from model.store import ModelStore
 
@@ -101,7 +104,7 @@ def publish_models(uri: str, models: dict, names=None) -> dict:
     manifests = {}
     for name in names or models:
         estimator, X_test, y_test = models[name]
-        artifact, manifest = build_manifest(estimator, X_test, y_test, name=name)
+        artifact, manifest = build_manifest(estimator, X_test, y_test, name=name, compile=False)
         store.publish(artifact, manifest)
         store.move_alias(name, "production", manifest["version"])
         manifests[name] = manifest
@@ -275,7 +278,7 @@ def test_an_old_manifest_is_served_as_before(trained_digits):
                                                                                        "n_features")}
     estimator = joblib.load(io.BytesIO(artifact))
     predictor = Predictor(estimator, old, max_batch=10)
-    assert (predictor.task, predictor.output, predictor.path) == ("classification", "probabilities", "direct")
+    assert (predictor.task, predictor.output, predictor.path) == ("classification", "probabilities", "numpy")
     predictions, labels = predictor.predict(predictor.to_matrix([old["example"]]))
     assert set(predictions[0]) == {"label", "probabilities"} and labels == [predictions[0]["label"]]
 
@@ -494,7 +497,7 @@ def test_mixed_table_over_gunicorn(churn_server, models):
     spec = requests.get(url + "/openapi.json", timeout=10).json()
     check_schema(spec, "PredictResponse", response.json())
     assert requests.get(url + "/ready", timeout=10).json()["model"]["name"] == "churn"
-    assert '"path": "predict_proba"' in churn_server.log()  # a DataFrame model: scikit-learn's own path
+    assert '"path": "sklearn"' in churn_server.log()  # a DataFrame model: scikit-learn's own path
     report = requests.get(url + "/report", timeout=10)
     assert report.status_code == 200 and report.text == REPORT
     assert report.headers["Content-Type"] == "text/html; charset=utf-8"
