@@ -52,7 +52,9 @@ class Session:
         # contend; a single-row prediction is far too small to split.
         options.intra_op_num_threads = 1
         options.inter_op_num_threads = 1
-        options.log_severity_level = 3
+        # Refused inputs come back as exceptions: onnxruntime's own log lines would only reach the
+        # service's JSON log as plain text.
+        options.log_severity_level = 4
         try:
             self.session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # a corrupt or hostile file: onnxruntime raises its own types

@@ -60,31 +60,10 @@ def explain_runtime_error(exc: BaseException) -> str:
     return _cut(_first_line(exc))
 
 
-class _Quiet:
-    """An onnxruntime InferenceSession whose runs log nothing: a refused row is an exception that
-    becomes the client's 400, and onnxruntime would also print it to stderr as a coloured plain-text
-    line between the service's JSON log lines (its session logs errors at the level Session sets)."""
-
-    def __init__(self, inner):
-        import onnxruntime
-
-        self._inner = inner
-        self._options = onnxruntime.RunOptions()
-        self._options.log_severity_level = 4  # fatal only
-
-    def run(self, output_names, feeds, run_options=None):
-        return self._inner.run(output_names, feeds, run_options or self._options)
-
-    def __getattr__(self, name):
-        return getattr(self._inner, name)
-
-
 class Compiled:
     """A loaded model.onnx that passed its parity re-check, run the way the service needs it."""
 
     def __init__(self, session, manifest: dict, worst: float):
-        if not isinstance(session.session, _Quiet):
-            session.session = _Quiet(session.session)
         self.session = session
         self.manifest = manifest
         record = manifest["onnx"]
