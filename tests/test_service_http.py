@@ -125,3 +125,23 @@ def test_sigterm_shuts_down_cleanly(served_store, tmp_path):
     lines = [json.loads(line) for line in server.log().splitlines() if line.startswith("{")]
     assert any(line["message"] == "Shutting down: Master" for line in lines)
     assert not server.pidfile.exists()  # gunicorn removes its pidfile on a clean exit
+
+
+def test_each_worker_computes_on_one_thread():
+    """OpenMP and BLAS thread pools in every worker starved each other (a gradient-boosted model
+    served 28 requests/s with timeouts on 2 cores, 335 with one thread each): gunicorn.conf.py sets
+    one compute thread per worker, before any numerical library loads, unless the operator chose."""
+    import os
+    import subprocess
+
+    from helpers import PYTHON, ROOT
+
+    probe = ("import runpy, sys; runpy.run_path('service/gunicorn.conf.py'); import os; "
+             "print(os.environ['OMP_NUM_THREADS'], os.environ['OPENBLAS_NUM_THREADS'], "
+             "'numpy' in sys.modules)")
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_NUM_THREADS")}
+    out = subprocess.run([PYTHON, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["1", "1", "False"]
+    chosen = subprocess.run([PYTHON, "-c", probe], cwd=ROOT, env={**env, "OMP_NUM_THREADS": "4"},
+                            capture_output=True, text=True, check=True)
+    assert chosen.stdout.split()[0] == "4"
