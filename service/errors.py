@@ -50,3 +50,17 @@ class NotReady(ApiError):
 
     status = 503
     code = "not_ready"
+
+
+class ReportNotFound(ApiError):
+    """The served version has no report in the store (404)."""
+
+    status = 404
+    code = "not_found"
+
+
+class StoreUnreachable(ApiError):
+    """The store could not be read (503): the client may retry."""
+
+    status = 503
+    code = "store_unreachable"

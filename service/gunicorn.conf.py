@@ -21,8 +21,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_variable, "1")
 
-from service.config import GUNICORN_WORKERS, Settings
-from service.logs import gunicorn_logconfig
+from service.config import GUNICORN_WORKERS, Settings  # noqa: E402 (after the thread settings)
+from service.logs import gunicorn_logconfig  # noqa: E402
 
 _settings = Settings.from_env(os.environ)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 import time
 
-from service.errors import ApiError
+from service.errors import ApiError, ReportNotFound, StoreUnreachable
 
 ABSENT_SECONDS = 10.0
 # The report is generated HTML with inline styles and data: images; nothing else may load or run.
@@ -20,20 +20,6 @@ HEADERS = {
     "Content-Security-Policy": "default-src 'none'; img-src data:; style-src 'unsafe-inline'",
     "X-Content-Type-Options": "nosniff",
 }
-
-
-class ReportNotFound(ApiError):
-    """The served version has no report in the store (404)."""
-
-    status = 404
-    code = "not_found"
-
-
-class StoreUnreachable(ApiError):
-    """The store could not be read (503): the client may retry."""
-
-    status = 503
-    code = "store_unreachable"
 
 
 class Reports:

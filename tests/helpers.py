@@ -18,8 +18,19 @@ from standin.ports import free_port
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-__all__ = ["IN_CI", "PYTHON", "ROOT", "GunicornServer", "free_port", "require_tool", "run_cli",
-           "write_churn_csv"]
+# Headless Chromium for the page and report tests: no sandbox (containers), nothing from the network.
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+__all__ = ["CHROMIUM_ARGS", "IN_CI", "PYTHON", "ROOT", "GunicornServer", "free_port", "require_tool",
+           "run_cli", "write_churn_csv"]
 
 
 def write_churn_csv(path: Path, rows: int = 400, seed: int = 1) -> Path:

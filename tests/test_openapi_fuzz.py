@@ -22,6 +22,28 @@ CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
           response_schema_conformance]
 
 
+def fuzz(runs, *, max_examples: int) -> None:
+    """Drive each (operation, generation mode) with bounded, derandomized examples; fail on any 5xx
+    or answer outside the schema."""
+    for operation, mode in runs:
+
+        @given(case=operation.as_strategy(generation_mode=mode))
+        @settings(max_examples=max_examples, deadline=None, derandomize=True, database=None,
+                  suppress_health_check=list(HealthCheck))
+        def answers_within_schema(case):
+            case.call_and_validate(checks=CHECKS)
+
+        answers_within_schema()
+
+
+def predict_and_reads(schema, reads: tuple[str, ...]) -> list:
+    """Valid and invalid bodies for /predict, valid requests for the read-only endpoints `reads`."""
+    operations = [result.ok() for result in schema.get_all_operations()]
+    predict = next(op for op in operations if op.path == "/predict")
+    runs = [(predict, schemathesis.GenerationMode.POSITIVE), (predict, schemathesis.GenerationMode.NEGATIVE)]
+    return runs + [(op, schemathesis.GenerationMode.POSITIVE) for op in operations if op.path in reads]
+
+
 def test_every_operation_answers_within_its_schema(gunicorn_server):
     schema = schemathesis.openapi.from_url(gunicorn_server.url + "/openapi.json")
     operations = [result.ok() for result in schema.get_all_operations()]
@@ -29,15 +51,7 @@ def test_every_operation_answers_within_its_schema(gunicorn_server):
     # Invalid variants exist only where there is input: the POST bodies.
     runs = [(op, schemathesis.GenerationMode.POSITIVE) for op in operations] + [
         (op, schemathesis.GenerationMode.NEGATIVE) for op in operations if op.method.upper() == "POST"]
-    for operation, mode in runs:
-
-        @given(case=operation.as_strategy(generation_mode=mode))
-        @settings(max_examples=30, deadline=None, derandomize=True, database=None,
-                  suppress_health_check=list(HealthCheck))
-        def answers_within_schema(case):
-            case.call_and_validate(checks=CHECKS)
-
-        answers_within_schema()
+    fuzz(runs, max_examples=30)
 
 
 @pytest.fixture(scope="module")
@@ -56,20 +70,7 @@ def kinds(tmp_path_factory):
 @pytest.mark.parametrize("name", ["churn", "diabetes"])
 def test_other_kinds_of_model_answer_within_their_schema(kinds, name):
     schema = schemathesis.openapi.from_wsgi("/openapi.json", kinds[name].application)
-    operations = [result.ok() for result in schema.get_all_operations()]
-    predict = next(op for op in operations if op.path == "/predict")
-    others = [op for op in operations if op.path in ("/model", "/report", "/ready")]
-    runs = [(predict, schemathesis.GenerationMode.POSITIVE), (predict, schemathesis.GenerationMode.NEGATIVE)]
-    runs += [(op, schemathesis.GenerationMode.POSITIVE) for op in others]
-    for operation, mode in runs:
-
-        @given(case=operation.as_strategy(generation_mode=mode))
-        @settings(max_examples=25, deadline=None, derandomize=True, database=None,
-                  suppress_health_check=list(HealthCheck))
-        def answers_within_schema(case):
-            case.call_and_validate(checks=CHECKS)
-
-        answers_within_schema()
+    fuzz(predict_and_reads(schema, ("/model", "/report", "/ready")), max_examples=25)
 
 
 @pytest.fixture(scope="module")
@@ -89,17 +90,4 @@ def compiled_churn(tmp_path_factory):
 
 def test_a_compiled_model_served_pickle_free_answers_within_its_schema(compiled_churn):
     schema = schemathesis.openapi.from_wsgi("/openapi.json", compiled_churn)
-    operations = [result.ok() for result in schema.get_all_operations()]
-    predict = next(op for op in operations if op.path == "/predict")
-    others = [op for op in operations if op.path in ("/model", "/ready")]
-    runs = [(predict, schemathesis.GenerationMode.POSITIVE), (predict, schemathesis.GenerationMode.NEGATIVE)]
-    runs += [(op, schemathesis.GenerationMode.POSITIVE) for op in others]
-    for operation, mode in runs:
-
-        @given(case=operation.as_strategy(generation_mode=mode))
-        @settings(max_examples=25, deadline=None, derandomize=True, database=None,
-                  suppress_health_check=list(HealthCheck))
-        def answers_within_schema(case):
-            case.call_and_validate(checks=CHECKS)
-
-        answers_within_schema()
+    fuzz(predict_and_reads(schema, ("/model", "/ready")), max_examples=25)

@@ -5,18 +5,7 @@ import shutil
 
 import pytest
 import requests
-from helpers import require_tool
-
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+from helpers import CHROMIUM_ARGS, require_tool
 
 
 @pytest.fixture(scope="module")

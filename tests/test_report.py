@@ -16,20 +16,10 @@ import subprocess
 import sys
 
 import pytest
-from helpers import ROOT, require_tool
+from helpers import CHROMIUM_ARGS, ROOT, require_tool
 
 from model.report import NO_EVALUATION, render_report
 
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 HOSTILE = "<script>alert(1)</script>"
 PNG_URI = re.compile(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"')
 
