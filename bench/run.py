@@ -86,8 +86,8 @@ def _wait_ready(url: str, proc: subprocess.Popen, timeout: float = 60) -> float:
     raise RuntimeError(f"{url} not ready after {timeout} s")
 
 
-def start_service(store: str, name: str, workers: int, tmp: Path,
-                  worker_class: str | None = None) -> tuple[subprocess.Popen, str, float]:
+def start_service(store: str, name: str, workers: int, tmp: Path, worker_class: str | None = None,
+                  model_format: str | None = None) -> tuple[subprocess.Popen, str, float]:
     """The service under gunicorn, as `make run` starts it; returns (process, base URL, cold start).
 
     `worker_class` sets WORKER_CLASS (unset: the service's default)."""
@@ -104,6 +104,7 @@ def start_service(store: str, name: str, workers: int, tmp: Path,
         "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
         "LOG_LEVEL": "warning",
         **({"WORKER_CLASS": worker_class} if worker_class else {}),
+        **({"MODEL_FORMAT": model_format} if model_format else {}),
     }
     start = time.perf_counter()
     proc = subprocess.Popen(
@@ -113,6 +114,18 @@ def start_service(store: str, name: str, workers: int, tmp: Path,
     url = f"http://127.0.0.1:{port}"
     _wait_ready(url + "/ready", proc)
     return proc, url, time.perf_counter() - start
+
+
+def cold_starts(store: str, name: str, workers: int, tmp: Path, model_format: str,
+                times: int = 3) -> float:
+    """Median process start -> first 200 on /ready over `times` fresh starts (the first start after
+    training also pays for a cold file cache)."""
+    seconds = []
+    for _ in range(times):
+        proc, _, cold = start_service(store, name, workers, tmp, model_format=model_format)
+        stop(proc)
+        seconds.append(cold)
+    return statistics.median(seconds)
 
 
 def start_seed_peer(model_path: Path, workers: int) -> tuple[subprocess.Popen, str, float]:
@@ -278,7 +291,10 @@ def _run(args, tmp: Path) -> int:
     for name in names:
         spec = setup["models"][name]
         base = {b: inprocess(spec, b, 2.0) for b in (1, 32)}
-        service, service_url, service_cold = start_service(setup["store"], name, args.workers, tmp)
+        cold = {"auto": cold_starts(setup["store"], name, args.workers, tmp, "auto")}
+        if spec.get("onnx"):
+            cold["onnx"] = cold_starts(setup["store"], name, args.workers, tmp, "onnx")
+        service, service_url, _ = start_service(setup["store"], name, args.workers, tmp)
         peer, peer_url, peer_cold = start_peer(tmp / f"{name}.joblib", args.workers)
         seed, seed_url, _ = start_seed_peer(tmp / f"{name}.joblib", args.workers)
         variants = {}
@@ -303,7 +319,8 @@ def _run(args, tmp: Path) -> int:
         finally:
             for proc in (service, peer, seed, *(v[0] for v in variants.values())):
                 stop(proc)
-        result = {"path": path, "cold_start_s": {"service": service_cold, "peer": peer_cold},
+        result = {"path": path, "cold_start_s": {"service": cold["auto"],
+                                                 "service_pickle_free": cold.get("onnx"), "peer": peer_cold},
                   "rss_mib_per_worker": {"service": memory, "peer": peer_memory},
                   "inprocess_calls_per_s": {b: base[b][0] for b in base},
                   "inprocess_runtime": base[1][1], "cells": {}}
@@ -325,11 +342,13 @@ def _run(args, tmp: Path) -> int:
                                                         "errors": errors,
                                                         "runs": [vars(r) for r in row.runs]}
             missed += _missed(name, batch, cells[batch]["service"], best_peer, rate)
-        if service_cold > TARGETS["cold_start_s"] and name == "digits":
-            missed.append(f"{name}: cold start {service_cold:.2f} s > {TARGETS['cold_start_s']} s")
+        if cold["auto"] > TARGETS["cold_start_s"] and name == "digits":
+            missed.append(f"{name}: cold start {cold['auto']:.2f} s > {TARGETS['cold_start_s']} s")
         raw["models"][name] = result
         lines.append(
-            f"\n{name}: served by the {path} path; cold start service {service_cold:.2f} s, FastAPI peer "
+            f"\n{name}: served by the {path} path; cold start service {cold['auto']:.2f} s (median of 3; "
+            + (f"pickle-free, MODEL_FORMAT=onnx: {cold['onnx']:.2f} s" if "onnx" in cold else "auto only")
+            + "), FastAPI peer "
             f"{peer_cold:.2f} s; memory per worker service {', '.join(f'{m:.0f}' for m in memory)} MiB, "
             f"FastAPI peer {', '.join(f'{m:.0f}' for m in peer_memory)} MiB\n"
         )
