@@ -71,6 +71,7 @@ def test_s3_layout_after_a_publish(s3_bucket, aws_env):
         "models/digits/aliases/production.json",
         f"models/digits/versions/{version}/manifest.json",
         f"models/digits/versions/{version}/model.joblib",
+        f"models/digits/versions/{version}/model.onnx",
         f"models/digits/versions/{version}/report.html",
     ]
 
