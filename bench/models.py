@@ -72,15 +72,9 @@ def prepare_models(workdir: Path, names=MODELS) -> dict:
 
 def estimator_input(manifest: dict, rows: list):
     """Rows (lists, or objects keyed by column name) as the estimator takes them."""
-    from model.tabular import to_input
+    from model.tabular import rows_to_input
 
-    schema = manifest["input_schema"]
-    if schema["type"] == "text":
-        return rows
-    columns = schema.get("columns") or [{"name": n, "kind": "number"} for n in schema["features"]]
-    if rows and isinstance(rows[0], dict):
-        rows = [[row[c["name"]] for c in columns] for row in rows]
-    return to_input(columns, rows, frame=bool(schema.get("frame")))
+    return rows_to_input(manifest["input_schema"], rows)
 
 
 def inprocess(spec: dict, batch: int, seconds: float) -> tuple[float, str]:

@@ -137,3 +137,15 @@ def columns_of_frame(frame) -> list[dict]:
             kind = "category" if kind in ("number", "boolean") else kind
             columns.append(column(str(name), kind, values if kind == "category" else None))
     return columns
+
+
+def rows_to_input(schema: dict, rows: Sequence):
+    """A manifest's input schema applied to rows as a client sends them (lists in column order, or
+    objects keyed by column name; strings for text): the estimator's input. No checks: for rows
+    already known to be valid (tests, benchmarks); the service checks each value first."""
+    if schema["type"] == "text":
+        return list(rows)
+    columns = schema.get("columns") or [{"name": n, "kind": "number"} for n in schema["features"]]
+    if rows and isinstance(rows[0], dict):
+        rows = [[row[c["name"]] for c in columns] for row in rows]
+    return to_input(columns, rows, frame=bool(schema.get("frame")))

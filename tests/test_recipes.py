@@ -14,6 +14,7 @@ from helpers import run_cli, write_churn_csv
 
 from model.recipes import builtin, load_recipe
 from model.store import ModelStore
+from model.tabular import rows_to_input
 
 
 @pytest.fixture(scope="module")
@@ -39,8 +40,8 @@ def test_the_built_in_recipes_are_listed_and_build_estimators():
         ("linear_svc", "breast_cancer", [], "classification", {"probabilities": False, "scores": True}),
     ],
 )
-def test_a_recipe_trains_gates_and_publishes_to_s3(s3_bucket, aws_env, churn_csv, recipe, dataset, extra,
-                                                  task, outputs):
+def test_a_recipe_trains_gates_and_publishes_to_s3(tmp_path, s3_bucket, aws_env, churn_csv, recipe, dataset,
+                                                  extra, task, outputs):
     store = f"s3://{s3_bucket}/models"
     data = str(churn_csv) if dataset == "churn" else dataset
     result = run_cli("train", "--store", store, "--name", "m", "--dataset", data, "--recipe", recipe, *extra,
@@ -59,6 +60,38 @@ def test_a_recipe_trains_gates_and_publishes_to_s3(s3_bucket, aws_env, churn_csv
     # The report is stored beside the manifest (matplotlib is installed with the dev extras).
     html = ModelStore(store).read_report("m", manifest["version"])
     assert manifest["version"] in html and "data:image/png;base64," in html
+    _served_like_in_process(tmp_path, store, manifest, aws_env)
+
+
+def _served_like_in_process(tmp_path, store: str, manifest: dict, env: dict) -> None:
+    """gunicorn serving the version from the moto S3 store answers what the estimator computes."""
+    import requests
+    from helpers import GunicornServer
+
+    from model.loader import load_model
+
+    estimator = load_model(ModelStore(store), "m").estimator
+    server = GunicornServer(tmp_path / "server", {**env, "MODEL_STORE": store, "MODEL_NAME": "m"})
+    try:
+        # The example and held-out-like rows: for the table, every plan with both flags.
+        rows = [manifest["example"]]
+        if manifest["input_schema"].get("frame"):
+            rows += [[40.0, plan, flag, "billing complaint"] for plan in ("basic", "pro", "team")
+                     for flag in (True, False)]
+        answer = requests.post(server.url + "/predict", json={"instances": rows}, timeout=10)
+        assert answer.status_code == 200, answer.text
+        predictions = answer.json()["predictions"]
+    finally:
+        server.stop()
+    X = rows_to_input(manifest["input_schema"], rows)
+    if manifest["task"] == "regression":
+        np.testing.assert_allclose([p["value"] for p in predictions], estimator.predict(X), rtol=1e-5)
+        return
+    assert [str(p["label"]) for p in predictions] == [str(v) for v in estimator.predict(X)]
+    if manifest["output"]["probabilities"]:
+        expected = estimator.predict_proba(X)
+        got = [[p["probabilities"][str(c)] for c in estimator.classes_] for p in predictions]
+        np.testing.assert_allclose(got, expected, atol=1e-5)
 
 
 def test_a_mixed_table_records_each_columns_kind(tmp_path, churn_csv):
