@@ -1,5 +1,9 @@
 # The two commands a newcomer needs are `make run` and `make test`; the other targets are the
 # pipeline stages the Jenkinsfile calls, each runnable on a laptop.
+#
+# `make help` lists the targets from this file, in its order: a `##@ Group` line starts a group and
+# the `## ` comment after a target is its description (plain words: no variables, make does not
+# expand them there).
 SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
@@ -11,12 +15,11 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | sha256s
 
 export MODEL_STORE ?= store
 PORT ?= 8080
+# `make run` writes the gunicorn master's pid here, for `scripts/rollout local --pidfile`.
+PIDFILE ?= build/gunicorn-$(PORT).pid
 
 .PHONY: help venv checkov-venv run serve train-default test test-fast test-e2e lint bench exit-codes \
         system-tools
-
-help: ## list the targets
-	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | sort
 
 $(STAMP):
 	@echo "installing the pinned dependencies into $(VENV) (about 2 minutes the first time)..."
@@ -24,16 +27,6 @@ $(STAMP):
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[deploy,dev,report,compile]'
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
-
-venv: $(STAMP) ## create .venv and install the pinned dependencies
-
-train-default: $(STAMP) ## train and publish the default model unless the store has one
-	$(PY) -m model train --if-empty --promote production
-
-run: train-default ## set up, train the default model if the store has none, serve on 127.0.0.1:$PORT
-	$(PY) -m model list
-	@echo "serving $${MODEL_NAME:-the default model} from $(MODEL_STORE) on http://127.0.0.1:$(PORT)"
-	PORT=$(PORT) exec $(BIN)/gunicorn --config service/gunicorn.conf.py 'service.wsgi:app'
 
 # checkov (the CloudFormation scanner) has pins of its own that clash with the project's: its own venv.
 CHECKOV_VENV := .venv-checkov
@@ -44,12 +37,32 @@ $(CHECKOV_STAMP):
 	rm -f $(CHECKOV_VENV)/.installed-*
 	touch $(CHECKOV_STAMP)
 
-checkov-venv: $(CHECKOV_STAMP) ## install checkov in its own virtualenv (.venv-checkov)
+##@ Run (all a newcomer needs: make run, then make test)
 
-test: $(STAMP) $(CHECKOV_STAMP) ## run the whole test suite (lint, layering rule, every test)
+run: train-default ## set up .venv, train the default model if the store has none, serve it on 127.0.0.1:8080 (PORT)
+	$(PY) -m model list
+	@echo "serving $${MODEL_NAME:-the default model} from $(MODEL_STORE) on http://127.0.0.1:$(PORT) (pid file $(PIDFILE); Ctrl-C stops it)"
+	@mkdir -p $(dir $(PIDFILE))
+	PORT=$(PORT) PIDFILE=$(PIDFILE) exec $(BIN)/gunicorn --config service/gunicorn.conf.py 'service.wsgi:app'
+
+test: $(STAMP) $(CHECKOV_STAMP) ## the whole test suite: lint, the layering rule, every test (PYTEST_ARGS adds pytest options)
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports --no-cache
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+help: ## this list, grouped, in the order a newcomer needs the targets
+	@echo "usage: make TARGET   (variables such as PORT=8081 go after it: make run PORT=8081)"
+	@awk 'BEGIN { FS = ":.*## " } \
+	  /^##@ / { printf "\n%s\n", substr($$0, 5); next } \
+	  /^[a-zA-Z0-9_-]+:.*## / { printf "  make %-15s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
+
+venv: $(STAMP) ## create .venv and install the pinned dependencies (make run does it first)
+
+train-default: $(STAMP) ## train and publish the default model (digits) and make it production, unless the store has a model
+	@echo "training the default model (digits, about 10 s) unless $(MODEL_STORE) holds a model already..."
+	$(PY) -m model train --if-empty --promote production
+
+##@ Develop and test
 
 # What gates a model release in Jenkins: everything but the end-to-end emulation (image builds and the
 # local pipeline run, marked slow), so a moto or podman upgrade cannot block shipping a model.
@@ -68,34 +81,38 @@ lint: $(STAMP) ## ruff and the layering rule (product code never imports standin
 system-tools: ## install the system tools the whole suite needs, with apt (run as root)
 	scripts/install-system-tools
 
+checkov-venv: $(CHECKOV_STAMP) ## install checkov in its own virtualenv, .venv-checkov (make test does it)
+
 exit-codes: ## the exit codes of every command (model/exit_codes.py), as the README quotes them
 	@$(PYTHON) -m model.exit_codes
 
-bench: $(STAMP) ## benchmark the service vs in-process predict_proba and a FastAPI peer (needs wrk)
+bench: $(STAMP) ## benchmark the service against in-process prediction and two peers (needs wrk; minutes)
 	$(PY) -m bench --runs 5 --seconds 6 --out bench/results.md --json bench/results.json
 
 # ---- train pipeline stages (Jenkinsfile: Train) ---------------------------------------------
+##@ Train pipeline stages (Jenkins' Train; to train and publish by hand: .venv/bin/python -m model train)
 CANDIDATE ?= build/candidate
 # Which model of the training plan (model/training.toml) to train; empty: its first entry.
 TRAIN_MODEL ?=
 GATE_ARGS ?=
 
 .PHONY: train gate publish promote
-train: $(STAMP) ## train the plan's model (model/training.toml, TRAIN_MODEL) into $(CANDIDATE), with report.html
+train: $(STAMP) ## train the plan's model (model/training.toml; TRAIN_MODEL) into a candidate folder, build/candidate: publishes nothing
 	rm -rf $(CANDIDATE)
 	$(PY) -m model train --plan model/training.toml $(if $(TRAIN_MODEL),--model $(TRAIN_MODEL)) --out $(CANDIDATE)
 
-gate: $(STAMP) ## quality gate: the candidate against the current production model
+gate: $(STAMP) ## the quality gate: the candidate against the current production model (GATE_ARGS)
 	$(PY) -m model gate $(CANDIDATE) $(GATE_ARGS)
 
-publish: $(STAMP) ## publish the candidate as a new immutable version (no alias moved)
+publish: $(STAMP) ## publish the candidate as a new immutable version (no alias moves)
 	$(PY) -m model publish $(CANDIDATE) $(GATE_ARGS) --version-file $(CANDIDATE)/published-version
 
-promote: $(STAMP) ## move the production alias to the version `make publish` wrote
+promote: $(STAMP) ## move the production alias to the version make publish wrote (the service is not reloaded)
 	$(PY) -m model promote "$$(cat $(CANDIDATE)/published-version)" --alias production $(GATE_ARGS)
 
 # ---- deploy pipeline stages (Jenkinsfile: Deploy) -------------------------------------------
-# Each target is one script (README: operations). Variables come from the environment: AWS_REGION,
+##@ Deploy pipeline stages (Jenkins' Deploy; against AWS: see the README's settings)
+# Each target is one script (README: Pipelines (Jenkins)). Variables come from the environment: AWS_REGION,
 # ECR_REPOSITORY, ECS_CLUSTER, ECS_SERVICE, SERVICE_URL, MODEL_STORE, BASE_IMAGE, DEPLOY_TEMPLATE.
 IMAGE_TAG ?= $(shell git rev-parse --short=12 HEAD)
 IMAGE_BUILD_ARGS ?=
@@ -103,13 +120,13 @@ DEPLOY_TEMPLATE ?=
 ROLLOUT_ARGS ?=
 
 .PHONY: image smoke push deploy rollout-model
-image: ## build the service image, tagged with the git commit (podman or docker)
+image: ## build the service image, tagged with the git commit (podman or docker; IMAGE_BUILD_ARGS)
 	scripts/build-image --tag $(IMAGE_TAG) $(IMAGE_BUILD_ARGS)
 
-smoke: $(STAMP) ## run the built image against $(MODEL_STORE): /ready, /model and a prediction
+smoke: $(STAMP) ## run the built image against the store (MODEL_STORE): /ready, /model and a prediction
 	scripts/smoke-image --tag $(IMAGE_TAG) --store $(MODEL_STORE)
 
-push: $(STAMP) ## push the image to ECR ($(ECR_REPOSITORY):$(IMAGE_TAG)) and print its digest
+push: $(STAMP) ## push the image to ECR (ECR_REPOSITORY, tagged with the commit) and print its digest
 	scripts/push-image --tag $(IMAGE_TAG)
 
 deploy: $(STAMP) ## roll the pushed image out to ECS (model kept), verify, roll back on failure
@@ -126,33 +143,35 @@ rollout-model: $(STAMP) ## move production to the published version and roll it 
 	scripts/rollout ecs --promote "$$version" --store $(MODEL_STORE) $(ROLLOUT_ARGS)
 
 # ---- local runs of whole pipelines -----------------------------------------------------------
+##@ Local runs of the whole pipelines (moto, a local registry and ECS agent; no AWS account)
 # The Jenkinsfile's stages, in its order, against a moto server on 127.0.0.1, a local registry bridged
-# into its ECR, and a local ECS agent running the pushed image under podman (README: Jenkins).
+# into its ECR, and a local ECS agent running the pushed image under podman (README: Running the pipelines locally).
 PIPELINE_LOCAL_ARGS ?=
 
 .PHONY: pipeline-local jenkins-check
-pipeline-local: $(STAMP) ## run the Jenkinsfile's pipelines locally (PIPELINE_LOCAL_ARGS='--pipeline train')
+pipeline-local: $(STAMP) ## run the Jenkinsfile's pipelines on this machine, about 4 minutes (PIPELINE_LOCAL_ARGS)
 	scripts/pipeline-local $(PIPELINE_LOCAL_ARGS)
 
-jenkins-check: $(STAMP) ## parse the Jenkinsfile and print its dry run: stages, when, commands
+jenkins-check: $(STAMP) ## parse the Jenkinsfile and print its dry run as JSON: stages, conditions, commands
 	scripts/pipeline-local --plan $(PIPELINE_LOCAL_ARGS)
 
 # ---- infrastructure pipeline stages (Jenkinsfile: Infra) -------------------------------------
-# scripts/stack (README: operations). STACK_NAME and STACK_PARAMS ('--param K=V ...') select the stack.
+##@ Infrastructure: the CloudFormation stack (Jenkins' Infra; STACK_NAME, STACK_PARAMS)
+# scripts/stack (README: The stack; docs/stack.md). STACK_NAME and STACK_PARAMS ('--param K=V ...') select the stack.
 STACK_DIR ?= build/stack
 STACK_PARAMS ?=
 
 .PHONY: stack-lint stack-plan stack-deploy stack-smoke
-stack-lint: $(STAMP) $(CHECKOV_STAMP) ## render the stack, then cfn-lint and checkov it
+stack-lint: $(STAMP) $(CHECKOV_STAMP) ## render the stack (infra/stack.yaml), then cfn-lint and checkov it
 	scripts/stack render --out $(STACK_DIR)/template.json
 	$(BIN)/cfn-lint $(STACK_DIR)/template.json
 	BC_SKIP_MAPPING=TRUE $(CHECKOV_VENV)/bin/checkov -f $(STACK_DIR)/template.json --framework cloudformation \
 	  --skip-download --compact --quiet
 
-stack-plan: $(STAMP) ## make the stack's change set and keep it for review in $(STACK_DIR)
+stack-plan: $(STAMP) ## make the stack's change set and keep it for review in build/stack
 	scripts/stack plan --out $(STACK_DIR) --no-fail-on-empty-changeset $(STACK_PARAMS)
 
-stack-deploy: $(STAMP) ## execute the reviewed change set ($(STACK_DIR)/plan.json) and wait
+stack-deploy: $(STAMP) ## execute the reviewed change set (build/stack/plan.json) and wait
 	scripts/stack deploy --plan $(STACK_DIR)/plan.json --no-fail-on-empty-changeset
 
 stack-smoke: $(STAMP) ## the stack's service URL answers /ready, /model and a prediction
