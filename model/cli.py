@@ -27,8 +27,9 @@ def build_parser() -> argparse.ArgumentParser:
     from model.gate import DEFAULT_METRIC, DEFAULT_TOLERANCE, METRICS
     from model.train import DEFAULT_SEED, DEFAULT_TEST_SIZE
 
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--store", help=f"store URI (default: $MODEL_STORE or {DEFAULT_STORE})")
+    store = argparse.ArgumentParser(add_help=False)
+    store.add_argument("--store", help=f"store URI (default: $MODEL_STORE or {DEFAULT_STORE})")
+    common = argparse.ArgumentParser(add_help=False, parents=[store])
     common.add_argument("--name", help=f"model name (default: $MODEL_NAME or {DEFAULT_NAME})")
 
     gate = argparse.ArgumentParser(add_help=False)
@@ -189,8 +190,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("candidate", type=Path)
     p.set_defaults(func=cmd_gate)
 
-    p = sub.add_parser("list", parents=[common], help="versions, newest first, with aliases")
-    p.add_argument("--json", action="store_true")
+    p = sub.add_parser(
+        "list",
+        parents=[store],
+        help="versions, newest first, with metrics and aliases: one model's, or every model's",
+    )
+    # Unlike the other commands, no name means every model rather than the default one.
+    p.add_argument(
+        "--name", help="only this model (default: $MODEL_NAME; neither: every model, grouped by model)"
+    )
+    p.add_argument("--json", action="store_true", help="the same as JSON: each version names its model")
     p.set_defaults(func=cmd_list)
 
     p = sub.add_parser("models", parents=[common], help="every model in the store, with its aliases")

@@ -118,6 +118,9 @@ class ModelStore:
             return f"; did you mean {close[0]!r}?"
         return f" (models there: {', '.join(models)})" if models else ""
 
+    def _no_versions(self, name: str) -> NotFoundError:
+        return NotFoundError(f"model {name!r} has no versions in {self.uri}{self._did_you_mean(name)}")
+
     def versions(self, name: str) -> list[str]:
         """Complete versions of a model, newest first. Versions without a manifest are skipped."""
         check_name("model name", name)
@@ -127,6 +130,13 @@ class ModelStore:
             if len(parts) == 4 and parts[3] == MANIFEST_FILE and _VERSION_RE.match(parts[2]):
                 found.append(parts[2])
         return sorted(found, reverse=True)
+
+    def known_versions(self, name: str) -> list[str]:
+        """Like `versions`, but a model without any is NotFoundError, naming the closest model there."""
+        found = self.versions(name)
+        if not found:
+            raise self._no_versions(name)
+        return found
 
     def incomplete(self, name: str, older_than: timedelta) -> dict[str, list[str]]:
         """Versions that never got their manifest (a publish that crashed or ran out of disk), by
@@ -168,8 +178,7 @@ class ModelStore:
             data, _ = self.backend.read(key)
         except NotFoundError:
             if not self.versions(name):
-                raise NotFoundError(f"model {name!r} has no versions in {self.uri}{self._did_you_mean(name)}"
-                                    ) from None
+                raise self._no_versions(name) from None
             raise NotFoundError(f"version {version!r} of model {name!r} not found") from None
         if verifier is not None:
             verify_signature(data, self.signature(name, version), verifier, f"{name} {version}")
@@ -336,7 +345,7 @@ class ModelStore:
         record = self.alias(name, alias)
         if record is None:
             if not self.versions(name):
-                raise NotFoundError(f"model {name!r} has no versions in {self.uri}{self._did_you_mean(name)}")
+                raise self._no_versions(name)
             raise NotFoundError(f"alias {alias!r} of model {name!r} is not set")
         return record.version
 

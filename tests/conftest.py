@@ -80,6 +80,32 @@ def trained_digits():
     return tuple(train(load_dataset("digits"), name="digits", compile=False))
 
 
+@pytest.fixture(scope="session")
+def trained_iris():
+    """(artifact bytes, manifest) of an iris model, trained once per session: a second model name."""
+    from model.data import load_dataset
+    from model.train import train
+
+    return tuple(train(load_dataset("iris"), name="iris", compile=False))
+
+
+@pytest.fixture
+def two_models(store_uri, trained_digits, trained_iris):
+    """A store on each backend with two models: digits, two versions (production on the older), and
+    iris, one version, no alias. Yields {"uri", "digits": [newest, older], "iris": [version]}."""
+    from model.store import ModelStore
+
+    store = ModelStore(store_uri)
+    artifact, manifest = trained_digits
+    later = dict(manifest, version=f"20990101T000000Z-{manifest['artifact']['sha256'][:8]}")
+    store.publish(artifact, manifest)
+    store.publish(artifact, later)
+    store.move_alias("digits", "production", manifest["version"])
+    store.publish(*trained_iris)
+    return {"uri": store_uri, "digits": [later["version"], manifest["version"]],
+            "iris": [trained_iris[1]["version"]]}
+
+
 @pytest.fixture
 def local_store(tmp_path, trained_digits):
     """A local store holding one published digits version with `production` pointing at it."""

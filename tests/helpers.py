@@ -29,8 +29,8 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-__all__ = ["CHROMIUM_ARGS", "IN_CI", "PYTHON", "ROOT", "GunicornServer", "free_port", "require_tool",
-           "run_cli", "write_churn_csv"]
+__all__ = ["CHROMIUM_ARGS", "IN_CI", "PYTHON", "ROOT", "GunicornServer", "cli_fails", "cli_ok", "free_port",
+           "require_tool", "run_cli", "write_churn_csv"]
 
 
 def write_churn_csv(path: Path, rows: int = 400, seed: int = 1) -> Path:
@@ -75,6 +75,21 @@ def run_cli(*args: str, env: dict | None = None, cwd: Path = ROOT) -> subprocess
         cwd=cwd,
         timeout=300,
     )
+
+
+def cli_ok(result: subprocess.CompletedProcess) -> str:
+    """The stdout of a CLI run that must have succeeded (else fail with its stderr)."""
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def cli_fails(result: subprocess.CompletedProcess, code: int, message: str) -> str:
+    """Assert a CLI run failed as documented: exit `code`, one `error: ...` line containing `message`."""
+    assert result.returncode == code, (result.returncode, result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert message in lines[0], lines[0]
+    return lines[0]
 
 
 class GunicornServer:

@@ -5,22 +5,12 @@ import os
 
 import boto3
 import pytest
+from helpers import cli_fails as _fails
+from helpers import cli_ok as _ok
 from helpers import run_cli
 
 COMMANDS = ["train", "publish", "gate", "list", "models", "show", "resolve", "promote", "rollback", "verify",
             "clean", "keygen", "history"]
-
-
-def _ok(result):
-    assert result.returncode == 0, result.stderr
-    return result.stdout
-
-
-def _fails(result, code, message):
-    assert result.returncode == code, (result.returncode, result.stdout, result.stderr)
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    assert message in lines[0]
 
 
 @pytest.mark.parametrize("command", COMMANDS)

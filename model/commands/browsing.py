@@ -5,28 +5,51 @@ from __future__ import annotations
 import json
 import sys
 
-from model.commands.options import open_store, settings, target, verifier
+from model.commands.options import chosen_name, open_store, settings, target, verifier
 from model.store import DEFAULT_ALIAS
 
 
 def cmd_list(args) -> int:
-    """One model's versions, newest first, with metrics and aliases."""
+    """Versions, newest first, with metrics and aliases: of the model --name or $MODEL_NAME names,
+    or with neither, of every model in the store, grouped by model."""
     from model.errors import IntegrityError
 
     store = open_store(args)
-    _, name = settings(args)
-    versions = store.versions(name)
-    aliases = store.aliases(name)
+    name = chosen_name(args)
+    # A name the store does not know is an error (with the closest name), not an empty listing.
+    versions = {name: store.known_versions(name)} if name else {m: store.versions(m) for m in store.models()}
+    rows, unreadable = [], []
+    for model, found in versions.items():
+        rows_of_model, bad = _version_rows(store, model, found)
+        rows += rows_of_model
+        unreadable += bad
+    if args.json:
+        print(json.dumps({"name": name, "store": store.uri, "versions": rows}, indent=2))
+    elif not rows:
+        print(f"no models in {store.uri}")
+    else:
+        _print_versions(rows, f"{name} in {store.uri}" if name else f"every model in {store.uri}")
+    if unreadable:
+        raise IntegrityError(f"{len(unreadable)} version(s) have an unreadable manifest: {unreadable[0]}")
+    return 0
+
+
+def _version_rows(store, model: str, versions: list[str]) -> tuple[list[dict], list[str]]:
+    """One row per version of `model` (an `error` row for an unreadable manifest), and those errors."""
+    from model.errors import IntegrityError
+
+    aliases = store.aliases(model)
     rows, unreadable = [], []
     for version in versions:
         try:
-            manifest = store.manifest(name, version)
+            manifest = store.manifest(model, version)
         except IntegrityError as exc:  # one bad manifest must not hide the others
             unreadable.append(f"{version}: {exc}")
-            rows.append({"version": version, "error": str(exc)})
+            rows.append({"model": model, "version": version, "error": str(exc)})
             continue
         rows.append(
             {
+                "model": model,
                 "version": version,
                 "created_at": manifest["created_at"],
                 "task": manifest.get("task", "classification"),
@@ -35,27 +58,23 @@ def cmd_list(args) -> int:
                 "aliases": sorted(a for a, rec in aliases.items() if rec.version == version),
             }
         )
-    if args.json:
-        print(json.dumps({"name": name, "store": store.uri, "versions": rows}, indent=2))
-    elif not rows:
-        print(f"{name}: no versions in {store.uri}")
-    else:
-        from model.evaluate import headline
+    return rows, unreadable
 
-        print(f"{name} in {store.uri}")
-        print(f"{'VERSION':<27} {'CREATED':<21} {'METRICS':<34} ALIASES")
-        for row in rows:
-            if "error" in row:
-                print(
-                    f"{row['version']:<27} UNREADABLE MANIFEST (python -m model show --version "
-                    f"{row['version']})"
-                )
-                continue
-            scores = headline({"task": row["task"], "metrics": row["metrics"]})
-            print(f"{row['version']:<27} {row['created_at']:<21} {scores:<34} {', '.join(row['aliases'])}")
-    if unreadable:
-        raise IntegrityError(f"{len(unreadable)} version(s) have an unreadable manifest: {unreadable[0]}")
-    return 0
+
+def _print_versions(rows: list[dict], title: str) -> None:
+    from model.evaluate import headline
+
+    width = max(len("MODEL"), *(len(row["model"]) for row in rows))
+    print(title)
+    print(f"{'MODEL':<{width}} {'VERSION':<27} {'CREATED':<21} {'METRICS':<34} ALIASES")
+    for row in rows:
+        lead = f"{row['model']:<{width}} {row['version']:<27}"
+        if "error" in row:
+            show = f"python -m model show --name {row['model']} --version {row['version']}"
+            print(f"{lead} UNREADABLE MANIFEST ({show})")
+            continue
+        scores = headline({"task": row["task"], "metrics": row["metrics"]})
+        print(f"{lead} {row['created_at']:<21} {scores:<34} {', '.join(row['aliases'])}")
 
 
 def cmd_show(args) -> int:

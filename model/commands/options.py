@@ -10,21 +10,33 @@ from model.store import DEFAULT_NAME, DEFAULT_STORE
 
 def settings(args) -> tuple[str, str]:
     """The store URI and model name: flags win over MODEL_STORE / MODEL_NAME, then the defaults."""
-    # The CLI's only configuration read.
-    for flag, value in (("--store", args.store), ("--name", args.name)):
-        if value is not None and not value.strip():
-            # `--name ""` (an unset shell variable) must not quietly mean the default model.
-            raise UsageError(f"{flag} was given an empty value")
-    store = args.store or os.environ.get("MODEL_STORE") or DEFAULT_STORE
-    name = args.name or os.environ.get("MODEL_NAME") or DEFAULT_NAME
-    return store, name
+    return store_uri(args), chosen_name(args) or DEFAULT_NAME
+
+
+def store_uri(args) -> str:
+    """The store URI: --store, else $MODEL_STORE, else the default folder."""
+    return _given(args, "store") or os.environ.get("MODEL_STORE") or DEFAULT_STORE
+
+
+def chosen_name(args) -> str | None:
+    """The model --name or $MODEL_NAME names, or None when neither is set (`list`: every model)."""
+    return _given(args, "name") or os.environ.get("MODEL_NAME") or None
+
+
+def _given(args, option: str) -> str | None:
+    # The CLI's only configuration read: flags win over the MODEL_* variables.
+    value = getattr(args, option, None)
+    if value is not None and not value.strip():
+        # `--name ""` (an unset shell variable) must not quietly mean the default model.
+        raise UsageError(f"--{option} was given an empty value")
+    return value
 
 
 def open_store(args):
     """The ModelStore the options name (nothing is read from it yet)."""
     from model.store import ModelStore
 
-    return ModelStore(settings(args)[0])
+    return ModelStore(store_uri(args))
 
 
 def target(args, store, name) -> str:
