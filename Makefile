@@ -149,7 +149,7 @@ rollout-model: $(STAMP) ## move production to the published version and roll it 
 PIPELINE_LOCAL_ARGS ?=
 
 .PHONY: pipeline-local jenkins-check
-pipeline-local: $(STAMP) ## run the Jenkinsfile's pipelines on this machine, about 4 minutes (PIPELINE_LOCAL_ARGS)
+pipeline-local: $(STAMP) ## run the Jenkinsfile's pipelines on this machine, about 3.5 minutes (PIPELINE_LOCAL_ARGS)
 	scripts/pipeline-local $(PIPELINE_LOCAL_ARGS)
 
 jenkins-check: $(STAMP) ## parse the Jenkinsfile and print its dry run as JSON: stages, conditions, commands
