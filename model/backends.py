@@ -17,10 +17,13 @@ import tempfile
 from pathlib import Path
 from urllib.parse import urlparse
 
-from model.errors import ConflictError, NotFoundError, StoreError
+from model.errors import ConflictError, NotFoundError, StoreError, StoreNotFoundError
 
 # S3 bucket naming rules (the common subset; dotted names are allowed but not IP-like ones).
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+# The pre-flight check (check_writable) writes its probe here, then deletes it. No command lists or
+# reads it: a model's keys are <name>/versions/..., <name>/aliases/..., <name>/history/...
+PREFLIGHT_PREFIX = ".preflight"
 
 
 def _publish_mode(path: str) -> None:
@@ -147,6 +150,30 @@ class LocalBackend:
         if self.root.exists() and not self.root.is_dir():
             raise StoreError(f"store {self.uri} is not a folder")
 
+    def check_writable(self) -> None:
+        """Raise StoreError unless the folder can be created and a file written in it.
+
+        Proven by doing it: folders this check had to create are removed again, so a command that
+        fails later (bad data) leaves no empty store behind.
+        """
+        self.check()
+        missing = [p for p in (self.root, *self.root.parents) if not p.exists()]
+        try:
+            try:
+                self.root.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(f"cannot create the store folder {self.uri}: {exc.strerror}") from None
+            try:
+                fd, probe = tempfile.mkstemp(dir=self.root, prefix=f"{PREFLIGHT_PREFIX}-")
+            except OSError as exc:
+                raise StoreError(f"cannot write to the store {self.uri}: {exc.strerror}") from None
+            os.close(fd)
+            os.unlink(probe)
+        finally:
+            for folder in missing:  # deepest first
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
+
 
 class S3Backend:
     """Keys are object keys below `s3://bucket/prefix`. The client is passed in or built here."""
@@ -189,7 +216,7 @@ class S3Backend:
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "")
             if code == "NoSuchBucket":
-                raise StoreError(f"bucket {self.bucket!r} does not exist") from None
+                raise StoreNotFoundError(f"bucket {self.bucket!r} does not exist") from None
             if code in ("NoSuchKey", "404", "NotFound"):
                 raise NotFoundError(f"{what} not found in {self.uri}") from None
             if code in ("PreconditionFailed", "412", "ConditionalRequestConflict", "409"):
@@ -251,11 +278,31 @@ class S3Backend:
         return 0
 
     def check(self) -> None:
+        """Raise unless the bucket answers: StoreNotFoundError if it does not exist, StoreError if the
+        endpoint cannot be reached or the credentials are missing or refused."""
         try:
             self._call("bucket", self.client.head_bucket)
         except NotFoundError:
             # HEAD has no body, so a missing bucket is a bare 404 rather than NoSuchBucket.
-            raise StoreError(f"bucket {self.bucket!r} does not exist") from None
+            raise StoreNotFoundError(f"bucket {self.bucket!r} does not exist") from None
+
+    def check_writable(self) -> None:
+        """Raise unless a version could be published here: the bucket exists (StoreNotFoundError),
+        the credentials work and may put objects under the prefix (StoreError).
+
+        Proven by putting a small probe object, `<prefix>/.preflight/probe`, and deleting it.
+        """
+        self.check()
+        # One fixed key, not a random one: credentials that may put but not delete (publishing
+        # never deletes, so a least-privilege publisher has no s3:DeleteObject) pass the check and
+        # leave at most this one object, which no command reads, however often they run.
+        probe = f"{PREFLIGHT_PREFIX}/probe"
+        try:
+            self.write(probe, b"pre-flight check of python -m model train/import/publish; safe to delete\n")
+        except StoreError as exc:
+            raise StoreError(f"cannot write to the store: {exc}") from None
+        with contextlib.suppress(StoreError):
+            self.delete(probe)
 
 
 def open_backend(uri: str, *, s3_client=None) -> LocalBackend | S3Backend:

@@ -21,6 +21,13 @@ class StoreError(ModelError):
     exit_code = ExitCode.UNREACHABLE
 
 
+class StoreNotFoundError(StoreError):
+    """The store itself does not exist (its S3 bucket). A StoreError, so whatever copes with an
+    unusable store copes with it too, but its exit code says "not found"."""
+
+    exit_code = ExitCode.NOT_FOUND
+
+
 class NotFoundError(ModelError):
     """A model name, version or alias does not exist in the store."""
 

@@ -89,6 +89,13 @@ class ModelStore:
         self.backend = open_backend(uri, s3_client=s3_client)
         self.uri = self.backend.uri
 
+    def check_writable(self) -> None:
+        """Raise unless a version could be published now, before any work that would be lost: the
+        S3 bucket exists (StoreNotFoundError, exit 4), the endpoint answers and the credentials work
+        (StoreError, exit 3), and an object can be written (and removed again) under the store's
+        prefix, or the local folder can be created and written (StoreError, exit 3)."""
+        self.backend.check_writable()
+
     # -- keys -----------------------------------------------------------------------------
     @staticmethod
     def _version_key(name: str, version: str, file: str) -> str:

@@ -204,3 +204,27 @@ class RawServer:
 
     def close(self):
         self.sock.close()
+
+
+class RefusingS3:
+    """A real boto3 S3 client (to the moto server) that refuses some operations the way AWS does when
+    a policy denies them: botocore's own ClientError with AWS's code. moto itself accepts any
+    credentials and every write, so this is how a read-only role is played here."""
+
+    def __init__(self, client, refuse: dict[str, str]):
+        self._client = client
+        self._refuse = refuse  # boto3 method name -> the error code AWS answers with
+        self.calls = []
+
+    def __getattr__(self, operation):
+        method = getattr(self._client, operation)
+
+        def call(**kwargs):
+            self.calls.append((operation, kwargs.get("Key")))
+            if operation in self._refuse:
+                error = {"Error": {"Code": self._refuse[operation], "Message": "denied by policy"},
+                         "ResponseMetadata": {"HTTPStatusCode": 403}}
+                raise ClientError(error, operation)
+            return method(**kwargs)
+
+        return call

@@ -85,7 +85,7 @@ def test_errors_are_one_line_with_exit_codes(local_store, tmp_path, aws_env):
     _fails(run_cli("promote", "20000101T000000Z-00000000", env=env), 4, "not found")
     _fails(run_cli("rollback", env=env), 4, "no previous version")
     _fails(run_cli("list", "--store", "ftp://x/y", env=env), 3, "malformed store URI")
-    _fails(run_cli("list", "--store", "s3://missing-bucket-xyz/m", env=env), 3, "does not exist")
+    _fails(run_cli("list", "--store", "s3://missing-bucket-xyz/m", env=env), 4, "does not exist")
     bad = tmp_path / "bad.csv"
     bad.write_text("a,b\n1,2\n")
     _fails(run_cli("train", "--dataset", str(bad), env=env), 7, "no label column")

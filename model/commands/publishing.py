@@ -122,6 +122,8 @@ def cmd_train(args) -> int:
         if args.if_empty and store.versions(name):
             print(f"{name} already has versions in {store.uri}; not training (--if-empty)")
             return 0
+        # A store that cannot take the result must fail now, not after the data and the fit.
+        store.check_writable()
     dataset = load_dataset(
         args.dataset, label_column=args.label_column, text_column=args.text_column, column_kinds=kinds
     )
@@ -163,6 +165,7 @@ def cmd_import(args) -> int:
 
     store = open_store(args)
     _, name = settings(args)
+    store.check_writable()  # before the pickle is loaded and evaluated
     estimator = _load_pickle(args.pickle)
     holdout = load_dataset(
         args.data,
@@ -284,12 +287,14 @@ def cmd_publish(args) -> int:
     """Gate and publish a candidate folder that `train --out` wrote."""
     from model.artifact import read_candidate
 
+    store = open_store(args)
+    store.check_writable()  # as train and import do: the same error before anything is read
     candidate = read_candidate(Path(args.candidate))
     manifest = candidate.manifest
     _, name = settings(args)
     if manifest["name"] != name and args.name:
         raise ModelError(f"candidate is model {manifest['name']!r}, not {name!r}")
-    _publish(open_store(args), candidate, args)
+    _publish(store, candidate, args)
     return 0
 
 
