@@ -148,7 +148,10 @@ def _csv(uri: str, label_column: str, text_column: str | None, s3_client,
     digest = hashlib.sha256(raw).hexdigest()
     if text_column:
         if text_column not in header:
-            raise DataError(f"{uri} has no text column {text_column!r} (columns: {', '.join(header)})")
+            raise DataError(
+                f"{uri} has no text column {text_column!r} (columns: {', '.join(header)}); "
+                "name it with --text-column"
+            )
         X = [row[text_column] or "" for row in rows]
         return Dataset(X, y, "text", None, uri, digest)
     features = [c for c in header if c != label_column]

@@ -89,6 +89,10 @@ def test_errors_are_one_line_with_exit_codes(local_store, tmp_path, aws_env):
     bad = tmp_path / "bad.csv"
     bad.write_text("a,b\n1,2\n")
     _fails(run_cli("train", "--dataset", str(bad), env=env), 7, "no label column")
+    texts = tmp_path / "texts.csv"
+    texts.write_text("body,label\nhello,a\nbye,b\n")
+    _fails(run_cli("train", "--dataset", str(texts), "--text-column", "text", env=env), 7,
+           "has no text column 'text' (columns: body, label); name it with --text-column")
     _fails(run_cli("publish", str(tmp_path), env=env), 7, "not a candidate folder")
     assert run_cli("list", "--bogus", env=env).returncode == 2
 

@@ -1,4 +1,5 @@
-"""`python -m model list`: every model's versions by default, one model's with --name or $MODEL_NAME."""
+"""Reading the store: `list` (every model's versions by default, one model's with --name or
+$MODEL_NAME) and `show` (the newest version when the alias is unset)."""
 
 from __future__ import annotations
 
@@ -85,3 +86,33 @@ def test_an_unknown_name_is_not_found_with_the_closest_name(two_models):
 def test_an_empty_store_lists_no_models(store_uri):
     assert cli_ok(run_cli("list", "--store", store_uri, env=_env())).startswith("no models in ")
     assert json.loads(cli_ok(run_cli("list", "--json", "--store", store_uri, env=_env())))["versions"] == []
+
+
+def test_show_falls_back_to_the_newest_version_when_the_alias_is_unset(two_models):
+    # digits has two versions; `staging` was never set, and `production` names the older one.
+    newest, older = two_models["digits"]
+    shown = run_cli(
+        "show", "--store", two_models["uri"], "--name", "digits", "--alias", "staging", env=_env()
+    )
+    assert json.loads(cli_ok(shown))["version"] == newest
+    assert shown.stderr.strip() == (
+        f"note: alias 'staging' of digits is not set; showing the newest version, {newest}"
+    )
+    # A set alias is shown as it is, without a note.
+    production = run_cli("show", "--store", two_models["uri"], "--name", "digits", env=_env())
+    assert json.loads(cli_ok(production))["version"] == older and production.stderr == ""
+    # A pinned version has no fallback: a missing one is not found.
+    cli_fails(
+        run_cli(
+            "show",
+            "--store",
+            two_models["uri"],
+            "--name",
+            "digits",
+            "--version",
+            "20000101T000000Z-00000000",
+            env=_env(),
+        ),
+        4,
+        "version '20000101T000000Z-00000000' of model 'digits' not found",
+    )
