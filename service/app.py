@@ -6,12 +6,9 @@ calls `start_model(app)` in each worker, so every worker loads and verifies its 
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import re
 import time
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -20,9 +17,11 @@ from flask import Flask, Response, current_app, g, render_template, request
 from werkzeug.exceptions import HTTPException
 
 from service import logs
+from service.bodies import decode_json, not_json, request_id
 from service.config import Settings
-from service.errors import ApiError, InvalidInput, InvalidJson, NotReady, TooLarge, UnsupportedMediaType
+from service.errors import ApiError, NotReady, TooLarge
 from service.holder import ModelHolder
+from service.hotpath import PredictRoute
 from service.metrics import Metrics
 from service.openapi import build_spec
 from service.page import page_context
@@ -30,9 +29,7 @@ from service.reports import HEADERS as REPORT_HEADERS
 from service.reports import Reports
 
 log = logging.getLogger("service.app")
-access_log = logging.getLogger("service.access")
 
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:/+=-]{1,128}$")
 _HTTP_CODES = {
     400: "bad_request",
     404: "not_found",
@@ -52,6 +49,7 @@ class Service:
     holder: ModelHolder
     metrics: Metrics
     reports: Reports
+    access: logs.AccessLog
 
 
 def create_app(config: Mapping[str, object] | None = None) -> Flask:
@@ -67,8 +65,10 @@ def create_app(config: Mapping[str, object] | None = None) -> Flask:
     metrics = Metrics(settings.prometheus_multiproc_dir)
     holder = ModelHolder(settings, on_loaded=lambda predictor: metrics.model_loaded(predictor.info,
                                                                                   predictor.path))
-    service = Service(settings, holder, metrics, Reports(settings.model_store))
+    service = Service(settings, holder, metrics, Reports(settings.model_store), logs.AccessLog())
     app.extensions["service"] = service
+    # Predictions skip Flask's per-request machinery; everything else still goes through it.
+    app.wsgi_app = PredictRoute(app.wsgi_app, service)
 
     _register_hooks(app, service)
     _register_errors(app, service)
@@ -90,29 +90,20 @@ def _register_hooks(app: Flask, service: Service) -> None:
     @app.before_request
     def _start():
         g.start = time.perf_counter()
-        incoming = request.headers.get("X-Request-ID", "")
-        g.request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        g.request_id = request_id(request.headers.get("X-Request-ID", ""))
+
+    access = service.access
 
     @app.after_request
     def _finish(response: Response) -> Response:
         elapsed = time.perf_counter() - g.get("start", time.perf_counter())
-        response.headers["X-Request-ID"] = g.get("request_id", "")
+        request_id = g.get("request_id", "")
+        response.headers["X-Request-ID"] = request_id
         rule = request.url_rule.rule if request.url_rule is not None else "unmatched"
         service.metrics.observe(rule, request.method, response.status_code, elapsed)
-        access_log.info(
-            "%s %s %s",
-            request.method,
-            request.path,
-            response.status_code,
-            extra={
-                "method": request.method,
-                "path": request.path,
-                "status": response.status_code,
-                "duration_ms": round(elapsed * 1000, 3),
-                "bytes": response.content_length,
-                "remote_addr": request.remote_addr,
-            },
-        )
+        if access.enabled:
+            access.write(request_id, request.method, request.path, response.status_code, elapsed,
+                         response.content_length, request.remote_addr)
         return response
 
 
@@ -151,16 +142,9 @@ def _register_errors(app: Flask, service: Service) -> None:
         return _json_response({"error": {"code": "internal", "message": message}}, 500)
 
 
-def _reject_constant(name: str):
-    raise InvalidInput(f"{name} is not a number the model accepts: send finite numbers only")
-
-
 def _parse_body():
     if not request.is_json:
-        raise UnsupportedMediaType(
-            "send the body as JSON with 'Content-Type: application/json' "
-            f"(got {request.mimetype or 'none'!r})"
-        )
+        raise not_json(request.content_type or "")
     data = request.get_data(cache=False)
     if request.content_length is None and len(data) >= current_app.config["MAX_CONTENT_LENGTH"]:
         # A streamed (chunked) body is cut at the limit without an error: refuse it, don't parse half.
@@ -168,18 +152,7 @@ def _parse_body():
             f"the body is larger than {current_app.config['MAX_CONTENT_LENGTH']} bytes: "
             "send fewer instances per request"
         )
-    try:
-        return orjson.loads(data)
-    except orjson.JSONDecodeError:
-        pass  # re-parsed below with the standard library, only to explain what is wrong
-    try:
-        return json.loads(data, parse_constant=_reject_constant)
-    except RecursionError:
-        raise InvalidJson("the body is nested too deeply to be a request") from None
-    except ValueError as exc:
-        detail = exc.msg if isinstance(exc, json.JSONDecodeError) else "not UTF-8 text"
-        where = f" at line {exc.lineno} column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else ""
-        raise InvalidJson(f"the body is not valid JSON: {detail}{where}") from None
+    return decode_json(data)
 
 
 def _register_routes(app: Flask, service: Service) -> None:

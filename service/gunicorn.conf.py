@@ -42,6 +42,7 @@ preload_app = False
 pidfile = _settings.pidfile
 # The app writes its own JSON access log (with request id and latency); gunicorn's is off.
 accesslog = None
+logger_class = "service.logs.GunicornLogger"
 logconfig_dict = gunicorn_logconfig(_settings.log_level)
 loglevel = _settings.log_level.lower()
 proc_name = "model-service"

@@ -12,6 +12,9 @@ import sys
 import traceback
 from datetime import UTC, datetime
 
+import orjson
+from gunicorn.glogging import Logger as GunicornBaseLogger
+
 # Attributes every LogRecord has; anything else was passed with `extra=` and goes into the line.
 _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
 
@@ -44,6 +47,45 @@ def _current_request_id() -> str | None:
     return g.get("request_id") if has_app_context() else None
 
 
+class AccessLog:
+    """The access log: one JSON line per request on stderr, in JsonFormatter's shape.
+
+    Written without the logging module's per-record machinery (a LogRecord, handler locks, a
+    formatter walking the record's attributes): that cost ~40 µs a request, a quarter of the
+    service's own request path, for the same line. It still obeys the `service.access` logger's
+    level (LOG_LEVEL above INFO turns it off).
+    """
+
+    def __init__(self):
+        self._logger = logging.getLogger("service.access")
+
+    @property
+    def enabled(self) -> bool:
+        """Whether lines are written (the level is INFO or lower)."""
+        return self._logger.isEnabledFor(logging.INFO)
+
+    def write(self, request_id: str, method: str, path: str, status: int, seconds: float,
+              size: int | None, remote_addr: str | None) -> None:
+        """Write one request's line."""
+        entry = {
+            "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
+            "level": "INFO",
+            "logger": "service.access",
+            "message": f"{method} {path} {status}",
+            "request_id": request_id,
+            "method": method,
+            "path": path,
+            "status": status,
+            "duration_ms": round(seconds * 1000, 3),
+            "bytes": size,
+            "remote_addr": remote_addr,
+        }
+        try:  # noqa: SIM105 (suppress() costs a context manager per request)
+            sys.stderr.write(orjson.dumps(entry, default=str).decode() + "\n")
+        except (OSError, ValueError):
+            pass  # a closed or full stderr must not fail the request (logging ignores it too)
+
+
 class _StderrHandler(logging.StreamHandler):
     """A stream handler that writes to whatever sys.stderr is *now* (it may be replaced later)."""
 
@@ -69,6 +111,15 @@ def configure(level: str) -> None:
         handler._service_json = True  # marks our handler so repeated app factories add none
         logger.addHandler(handler)
     logger.propagate = False
+
+
+class GunicornLogger(GunicornBaseLogger):
+    """gunicorn's logger without its access log: the app writes its own (with request id and
+    latency). gunicorn computes its access line's fields whenever a logging config is set, even
+    when nothing would print it; that cost every request ~10 µs for nothing."""
+
+    def access(self, resp, req, environ, request_time) -> None:
+        """No-op: see the class docstring."""
 
 
 def gunicorn_logconfig(level: str) -> dict:

@@ -39,6 +39,7 @@ _RECV = 256 * 1024
 _CONTENT_LENGTH = re.compile(rb"\r\ncontent-length:[ \t]*(\d+)[ \t]*\r\n", re.IGNORECASE)
 _CHUNKED = re.compile(rb"\r\ntransfer-encoding:[^\r\n]*chunked", re.IGNORECASE)
 _CHUNKED_END = b"0\r\n\r\n"
+_CORK = getattr(socket, "TCP_CORK", None)
 
 
 class _Pending:
@@ -172,6 +173,9 @@ class BufferedWorker(SyncWorker):
                 continue
             util.close_on_exec(client)
             client.setblocking(False)
+            if _CORK is not None:
+                with contextlib.suppress(OSError):
+                    client.setsockopt(socket.IPPROTO_TCP, _CORK, 1)
             item = _Pending(client, addr, listener, time.monotonic() + self.read_timeout)
             if not self._receive(item):
                 self.pending[client.fileno()] = item

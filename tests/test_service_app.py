@@ -427,3 +427,36 @@ def test_text_model(text_app):
         assert response.status_code == 400
         assert response.json["error"]["message"].startswith(f"instances[1] is {kind}")
         assert "send each instance as a string" in response.json["error"]["message"]
+
+
+HOT_PATH_CASES = [(c[0], c[1], c[2]) for c in BAD_INPUTS] + [
+    ("one row", {"instances": [row64()]}, "application/json"),
+    ("a batch", {"instances": [row64(3.0, at) for at in range(5)]}, "application/json"),
+    ("json with a charset", {"instances": [row64()]}, "application/json; charset=utf-8"),
+    ("+json media type", {"instances": [row64()]}, "application/vnd.api+json"),
+    ("no content type", {"instances": [row64()]}, ""),
+]
+
+
+@pytest.mark.parametrize(
+    ("body", "ctype"), [c[1:] for c in HOT_PATH_CASES], ids=[c[0] for c in HOT_PATH_CASES]
+)
+def test_the_prediction_hot_path_answers_as_the_flask_route(app, client, body, ctype):
+    """POST /predict is answered in front of Flask (service.hotpath); the Flask route it skips must
+    give the same status, headers and JSON for every body, good or bad."""
+    from werkzeug.test import Client
+
+    from service.hotpath import PredictRoute
+
+    assert isinstance(app.wsgi_app, PredictRoute)
+    flask_only = Client(app.wsgi_app.flask_wsgi)
+    data = body if isinstance(body, (bytes, str)) else json.dumps(body)
+    for path in ("/predict", "/invocations"):
+        headers = {"X-Request-ID": "same-id", **({"Content-Type": ctype} if ctype else {})}
+        hot = client.post(path, data=data, headers=headers)
+        flask = flask_only.post(path, data=data, headers=headers)
+        assert hot.status_code == flask.status_code, hot.get_data(as_text=True)
+        assert hot.headers["Content-Type"] == flask.headers["Content-Type"] == "application/json"
+        assert hot.headers["X-Request-ID"] == flask.headers["X-Request-ID"] == "same-id"
+        assert hot.headers["Content-Length"] == flask.headers["Content-Length"]
+        assert hot.json == flask.json
