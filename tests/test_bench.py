@@ -23,3 +23,10 @@ def test_benchmark_runs_and_checks_predictions(tmp_path):
     # --compare-workers: the same service under gunicorn's sync worker, interleaved with the default.
     assert "| digits | 1 | service[sync] |" in result.stdout
     assert raw["cells"]["1/service[sync]"]["errors"] == 0
+    # The references of the request path: the floor (no model) and the lean FastAPI peer, and the
+    # service with its access log off; every row has its ratio to the floor.
+    for label in ("floor (no model)", "peer (FastAPI async, lean)", "service, access log off"):
+        assert f"| digits | 1 | {label} |" in result.stdout
+        assert raw["cells"][f"1/{label}"]["errors"] == 0
+    assert "| vs floor |" in result.stdout
+    assert raw["compute_ms_per_row"] > 0
