@@ -18,7 +18,7 @@ PORT ?= 8080
 # `make run` writes the gunicorn master's pid here, for `scripts/rollout local --pidfile`.
 PIDFILE ?= build/gunicorn-$(PORT).pid
 
-.PHONY: help venv checkov-venv run serve train-default test test-fast test-e2e lint bench exit-codes \
+.PHONY: help venv checkov-venv run serve train-default test test-fast test-e2e lint bench profile exit-codes \
         system-tools
 
 $(STAMP):
@@ -86,8 +86,11 @@ checkov-venv: $(CHECKOV_STAMP) ## install checkov in its own virtualenv, .venv-c
 exit-codes: ## the exit codes of every command (model/exit_codes.py), as the README quotes them
 	@$(PYTHON) -m model.exit_codes
 
-bench: $(STAMP) ## benchmark the service against in-process prediction and two peers (needs wrk; minutes)
-	$(PY) -m bench --runs 5 --seconds 6 --out bench/results.md --json bench/results.json
+bench: $(STAMP) ## benchmark the service against in-process prediction, three peers and the floor (needs wrk; about 20 minutes)
+	$(PY) -m bench --runs 3 --seconds 5 --out bench/results.md --json bench/results.json
+
+profile: $(STAMP) ## where a worker's CPU goes per request, from py-spy samples of the live service (digits)
+	$(PY) -m bench.profile --model digits --json bench/profile.json
 
 # ---- train pipeline stages (Jenkinsfile: Train) ---------------------------------------------
 ##@ Train pipeline stages (Jenkins' Train; to train and publish by hand: .venv/bin/python -m model train)

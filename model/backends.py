@@ -280,10 +280,13 @@ class S3Backend:
     def check(self) -> None:
         """Raise unless the bucket answers: StoreNotFoundError if it does not exist, StoreError if the
         endpoint cannot be reached or the credentials are missing or refused."""
+        # A one-key listing under the store's prefix, not HeadBucket: HeadBucket needs s3:ListBucket
+        # without a prefix, which the stack's least-privilege roles do not have (their ListBucket is
+        # conditioned on s3:prefix matching the store), so it would be refused on real AWS.
+        prefix = f"{self.prefix}/" if self.prefix else ""
         try:
-            self._call("bucket", self.client.head_bucket)
+            self._call("bucket", self.client.list_objects_v2, Prefix=prefix, MaxKeys=1)
         except NotFoundError:
-            # HEAD has no body, so a missing bucket is a bare 404 rather than NoSuchBucket.
             raise StoreNotFoundError(f"bucket {self.bucket!r} does not exist") from None
 
     def check_writable(self) -> None:

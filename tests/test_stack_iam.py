@@ -131,16 +131,24 @@ def recorded_calls(aws_env, local_store, tmp_path, trained_digits):
     import boto3
 
     calls: set[tuple[str, str]] = set()
+    listings: list[tuple[str, dict]] = []  # S3 calls that need s3:ListBucket, with their parameters
 
     def record(model, **_):
         calls.add((model.service_model.signing_name, model.name))
 
+    def record_listing(params, model, **_):
+        if S3_ACTIONS.get(model.name) == "s3:ListBucket":
+            listings.append((model.name, dict(params)))
+
     boto3.setup_default_session()
     boto3.DEFAULT_SESSION.events.register("before-call.*.*", record)
+    boto3.DEFAULT_SESSION.events.register("before-parameter-build.s3.*", record_listing)
     try:
-        yield calls, run_the_pipelines_code(trained_digits)
+        run_the_pipelines_code(trained_digits)
+        yield calls, listings
     finally:
         boto3.DEFAULT_SESSION.events.unregister("before-call.*.*", record)
+        boto3.DEFAULT_SESSION.events.unregister("before-parameter-build.s3.*", record_listing)
 
 
 def run_the_pipelines_code(trained_digits) -> None:
@@ -224,6 +232,19 @@ def test_every_call_the_pipelines_make_is_allowed_to_the_deployer(rendered, reco
     assert not any(allows(deployer, a) for a in REFUSED_AND_TOLERATED)
     unused = sorted(actions_of(deployer) - needed - REGISTRY_PUSH - {"iam:PassRole"})
     assert unused == [], f"the deployer policy grants actions no code calls: {unused}"
+
+
+def test_every_bucket_listing_the_pipelines_make_is_within_the_store_prefix(rendered, recorded_calls):
+    """The deployer's s3:ListBucket is conditioned on s3:prefix under the store. A call without a
+    prefix (HeadBucket, which the pre-flight check used) would be refused on real AWS: moto does not
+    evaluate policies, so the conditions are evaluated here for each call as it was made."""
+    _, listings = recorded_calls
+    assert listings, "the run made no bucket listing: the recording is broken"
+    deployer = concrete(statements(rendered, "DeployerPolicy"), listings[0][1]["Bucket"], "models")
+    for operation, params in listings:
+        context = {"s3:prefix": params["Prefix"]} if "Prefix" in params else {}
+        assert allows(deployer, "s3:ListBucket", f"arn:aws:s3:::{params['Bucket']}", context), (
+            f"{operation} {params} would be refused to the deployer")
 
 
 def test_the_deployer_passes_only_the_two_task_roles_to_ecs(rendered):
