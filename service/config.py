@@ -49,6 +49,9 @@ class Settings:
     worker_class: str = "buffered"
     # How long a client may take to send its whole request (buffered workers answer 408 after it).
     read_timeout: float = 10.0
+    # How long a buffered worker keeps an idle connection open for its next request (0: close after
+    # every response). Above the ALB's default idle timeout (60 s), as AWS advises for targets.
+    keepalive: float = 75.0
     max_batch: int = 1000
     max_body_bytes: int = 1024 * 1024
     log_level: str = "INFO"
@@ -145,6 +148,7 @@ class Settings:
             workers=integer("WEB_CONCURRENCY", "workers"),
             worker_class=worker_class,
             read_timeout=number("READ_TIMEOUT", "read_timeout"),
+            keepalive=number("KEEPALIVE", "keepalive"),
             max_batch=integer("MAX_BATCH", "max_batch"),
             max_body_bytes=integer("MAX_BODY_BYTES", "max_body_bytes", minimum=64),
             log_level=log_level,

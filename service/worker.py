@@ -46,10 +46,12 @@ _HEARTBEAT = 1.0  # seconds between the worker's heartbeats to the master
 class _Pending:
     """A connection whose request is still arriving."""
 
-    __slots__ = ("addr", "body_end", "buffer", "client", "deadline", "discard", "listener")
+    __slots__ = ("addr", "body_end", "buffer", "client", "deadline", "discard", "idle", "listener")
 
-    def __init__(self, client, addr, listener, deadline: float):
+    def __init__(self, client, addr, listener, deadline: float, idle: bool = False):
         self.client, self.addr, self.listener, self.deadline = client, addr, listener, deadline
+        # A kept-alive connection between requests: closed quietly at its deadline or on a reload.
+        self.idle = idle
         self.buffer = b""
         self.body_end: int | None = None  # bytes the whole request takes, once the head is known
         self.discard = 0  # body bytes still to throw away (an oversized request)
@@ -88,6 +90,14 @@ def request_state(buffer: bytes, max_body: int) -> tuple[bool, int | None, int]:
     return len(buffer) >= total, total, 0
 
 
+def _has_bytes(client: socket.socket) -> bool:
+    """Whether a non-blocking socket has bytes waiting to be read."""
+    try:
+        return bool(client.recv(1, socket.MSG_PEEK))
+    except OSError:  # BlockingIOError: nothing yet; anything else: nothing to serve
+        return False
+
+
 def _close(client: socket.socket) -> None:
     """Close a served connection; wait for the client's side only when it sent more than was read.
 
@@ -122,6 +132,7 @@ class BufferedWorker(SyncWorker):
 
         settings = Settings.from_env(os.environ)
         self.read_timeout = settings.read_timeout
+        self.keepalive = settings.keepalive
         self.max_body = settings.max_body_bytes
         self.max_pending = max(1, self.cfg.worker_connections)
         super().init_process()
@@ -169,6 +180,13 @@ class BufferedWorker(SyncWorker):
                 notified = time.monotonic()
             if not self.alive:
                 self._listen(False)
+                # A kept connection with no request in flight is closed; one whose next request has
+                # just arrived is served first (closing it would fail a request the client sent).
+                for item in [p for p in self.pending.values() if p.idle and not _has_bytes(p.client)]:
+                    self._forget(item, item.client.fileno())
+                    self._drop(item)
+                if not self.pending:
+                    break
             # Like the sync worker: serve whoever is waiting before sleeping in select().
             elif self._listening and self._accept_ready():
                 continue
@@ -217,10 +235,10 @@ class BufferedWorker(SyncWorker):
         return False
 
     def _read_more(self, item: _Pending) -> None:
+        # Unregistered before serving: a kept connection is registered again, as a new item.
+        fileno = item.client.fileno()
         if self._receive(item):
-            self.pending.pop(item.client.fileno(), None)
-            with contextlib.suppress(KeyError, ValueError):
-                self.selector.unregister(item.client)
+            self._forget(item, fileno)
 
     def _receive(self, item: _Pending) -> bool:
         """Read what has arrived; serve the request when complete. True when the connection is done."""
@@ -235,10 +253,13 @@ class BufferedWorker(SyncWorker):
             if not data:  # the client gave up before its request was complete
                 item.client.close()
                 return True
+            if item.idle:  # the next request on a kept-alive connection has begun
+                item.idle = False
+                item.deadline = time.monotonic() + self.read_timeout
             if item.discard:
                 item.discard = max(0, item.discard - len(data))
                 if not item.discard:
-                    self._serve(item)
+                    self._serve(item, framed=False)
                     return True
                 continue
             item.buffer += data
@@ -249,30 +270,58 @@ class BufferedWorker(SyncWorker):
                 item.buffer = item.buffer[:body_start]
                 if item.discard <= 0:
                     item.discard = 0
-                    self._serve(item)
+                    self._serve(item, framed=False)
                     return True
                 continue
             if complete:
-                self._serve(item)
+                self._serve_in_order(item, body_start)
                 return True
 
-    def _serve(self, item: _Pending) -> None:
+    def _serve_in_order(self, item: _Pending, total: int | None) -> None:
+        """Serve the complete request at the start of item.buffer (`total` bytes long, None when its
+        length is not known), then any pipelined requests after it, in order; a partial one left over
+        waits in the selector for the rest of its bytes."""
+        while True:
+            rest = b""
+            if total is not None and len(item.buffer) > total:
+                item.buffer, rest = item.buffer[:total], item.buffer[total:]
+            kept = self._serve(item, framed=total is not None, rest=rest)
+            if kept is None:
+                return
+            if kept.buffer:
+                complete, total, oversized = request_state(kept.buffer, self.max_body)
+                if complete and not oversized:
+                    item = kept
+                    continue
+                kept.idle, kept.deadline = False, time.monotonic() + self.read_timeout
+            self.pending[kept.client.fileno()] = kept
+            self.selector.register(kept.client, selectors.EVENT_READ, kept)
+            return
+
+    def _serve(self, item: _Pending, framed: bool, rest: bytes = b"") -> _Pending | None:
+        """Serve the complete request in item.buffer. `framed`: its length is known (no chunked body,
+        no drained oversized one), so the connection may stay open; then the kept connection is
+        returned, holding `rest` (bytes of the next request already read), else None (closed)."""
         client = item.client
         client.setblocking(True)
         # A request judged complete that still needs bytes, or a client that stops reading its
         # answer, cannot hold the worker past the read deadline.
         client.settimeout(self.read_timeout)
-        self.handle(item.listener, client, item.addr, item.buffer)
+        if self.handle(item.listener, client, item.addr, item.buffer, keep=framed and self.keepalive > 0):
+            return self._keep(item, rest)
+        _close(client)
+        return None
 
-    def handle(self, listener, client, addr, prefetched: bytes = b""):
-        """gunicorn's sync handling, with the request's bytes already read."""
+    def handle(self, listener, client, addr, prefetched: bytes = b"", keep: bool = False) -> bool:
+        """gunicorn's sync handling, with the request's bytes already read; True when the connection
+        stays open for another request (`keep` allows it, the client and the response agree)."""
         from gunicorn import http
 
         req = None
         try:
             parser = http.get_parser(self.cfg, _Prefetched(client, prefetched), addr)
             req = next(parser)
-            self.handle_request(listener, req, client, addr)
+            return self.handle_request(listener, req, client, addr, keep) and self.alive
         except http.errors.NoMoreData:
             self.log.debug("Ignored premature client disconnection.")
         except StopIteration:
@@ -284,15 +333,83 @@ class BufferedWorker(SyncWorker):
                 self.log.exception("Socket error processing request.")
         except BaseException as exc:
             self.handle_error(req, client, addr, exc)
+        return False
+
+    def handle_request(self, listener, req, client, addr, keep: bool = False) -> bool:
+        """gunicorn's SyncWorker.handle_request, but the connection is kept open when `keep` allows
+        it and the request and response do (HTTP/1.1, no `Connection: close`, a known length).
+        True when it is. gunicorn's own access log is not written: the app writes one."""
+        from gunicorn.http import wsgi
+
+        environ, resp = {}, None
+        try:
+            self.cfg.pre_request(self, req)
+            resp, environ = wsgi.create(req, client, addr, listener.getsockname(), self.cfg)
+            if not keep:
+                resp.force_close()
+            self.nr += 1
+            if self.nr >= self.max_requests:
+                self.log.info("Autorestarting worker after current request.")
+                self.alive = False
+                resp.force_close()
+            respiter = self.wsgi(environ, resp.start_response)
+            try:
+                if isinstance(respiter, environ["wsgi.file_wrapper"]):
+                    resp.write_file(respiter)
+                else:
+                    for item in respiter:
+                        resp.write(item)
+                resp.close()
+            finally:
+                if hasattr(respiter, "close"):
+                    respiter.close()
+            return not resp.should_close()
+        except OSError:
+            raise
+        except (Exception, SystemExit):
+            if resp and resp.headers_sent:
+                # Writing a 500 after the headers would corrupt the response: close instead.
+                self.log.exception("Error handling request")
+                raise StopIteration() from None
+            raise
         finally:
+            try:
+                self.cfg.post_request(self, req, environ, resp)
+            except Exception:
+                self.log.exception("Exception in post_request hook")
+
+    def _keep(self, item: _Pending, rest: bytes) -> _Pending | None:
+        """Send the response now; the connection, waiting for its next request (not yet watched)."""
+        client = item.client
+        self._forget(item, client.fileno())  # watched again as a new item, by the caller
+        try:
+            if _CORK is not None:
+                # Uncorking sends what the response wrote (in one segment); corked again for the next.
+                client.setsockopt(socket.IPPROTO_TCP, _CORK, 0)
+                client.setsockopt(socket.IPPROTO_TCP, _CORK, 1)
+            client.setblocking(False)
+        except OSError:
             _close(client)
+            return None
+        kept = _Pending(client, item.addr, item.listener, time.monotonic() + self.keepalive, idle=not rest)
+        kept.buffer = rest
+        return kept
+
+    def _forget(self, item: _Pending, fileno: int) -> None:
+        """Stop watching `item` (its socket had descriptor `fileno`, even if closed since)."""
+        if self.pending.get(fileno) is item:
+            del self.pending[fileno]
+        key = self.selector.get_map().get(fileno)
+        if key is not None and key.data is item:
+            self.selector.unregister(key.fileobj)
 
     def _expire(self, now: float) -> None:
         for item in [p for p in self.pending.values() if p.deadline <= now]:
-            self.pending.pop(item.client.fileno(), None)
-            with contextlib.suppress(KeyError, ValueError):
-                self.selector.unregister(item.client)
-            self._timed_out(item)
+            self._forget(item, item.client.fileno())
+            if item.idle:
+                self._drop(item)  # a kept-alive connection nobody used again: no request to answer
+            else:
+                self._timed_out(item)
 
     def _timed_out(self, item: _Pending) -> None:
         from service.protocol_errors import json_error

@@ -125,7 +125,8 @@ def test_a_request_that_never_completes_gets_a_json_408(buffered_server):
 def test_a_request_sent_in_pieces_is_served(buffered_server, trained_digits):
     _, manifest = trained_digits
     body = json.dumps({"instances": [manifest["example"]]}).encode()
-    head = (b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    # Connection: close, so the answer ends with the connection (it would be kept alive otherwise).
+    head = (b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nConnection: close\r\n"
             b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n")
     answer = raw_exchange(buffered_server.port, head[:20], head[20:], body[:10], body[10:], pause=0.2)
     assert answer.startswith(b"HTTP/1.1 200"), answer[:300]
