@@ -183,7 +183,6 @@ class BufferedWorker(SyncWorker):
                 # A kept connection with no request in flight is closed; one whose next request has
                 # just arrived is served first (closing it would fail a request the client sent).
                 for item in [p for p in self.pending.values() if p.idle and not _has_bytes(p.client)]:
-                    self._forget(item, item.client.fileno())
                     self._drop(item)
                 if not self.pending:
                     break
@@ -228,17 +227,15 @@ class BufferedWorker(SyncWorker):
                     client.setsockopt(socket.IPPROTO_TCP, _CORK, 1)
             item = _Pending(client, addr, listener, time.monotonic() + self.read_timeout)
             if not self._receive(item):
-                self.pending[client.fileno()] = item
-                self.selector.register(client, selectors.EVENT_READ, item)
+                self._watch(item)
                 self._listen(self.alive and len(self.pending) < self.max_pending)
             return True
         return False
 
     def _read_more(self, item: _Pending) -> None:
-        # Unregistered before serving: a kept connection is registered again, as a new item.
-        fileno = item.client.fileno()
-        if self._receive(item):
-            self._forget(item, fileno)
+        # Done or not, the connection is watched as it should be: closed ones were unwatched, kept
+        # ones are watched as their next item.
+        self._receive(item)
 
     def _receive(self, item: _Pending) -> bool:
         """Read what has arrived; serve the request when complete. True when the connection is done."""
@@ -248,10 +245,10 @@ class BufferedWorker(SyncWorker):
             except (BlockingIOError, InterruptedError):
                 return False
             except OSError:
-                item.client.close()
+                self._drop(item)
                 return True
             if not data:  # the client gave up before its request was complete
-                item.client.close()
+                self._drop(item)
                 return True
             if item.idle:  # the next request on a kept-alive connection has begun
                 item.idle = False
@@ -294,8 +291,7 @@ class BufferedWorker(SyncWorker):
                     item = kept
                     continue
                 kept.idle, kept.deadline = False, time.monotonic() + self.read_timeout
-            self.pending[kept.client.fileno()] = kept
-            self.selector.register(kept.client, selectors.EVENT_READ, kept)
+            self._watch(kept)
             return
 
     def _serve(self, item: _Pending, framed: bool, rest: bytes = b"") -> _Pending | None:
@@ -309,6 +305,7 @@ class BufferedWorker(SyncWorker):
         client.settimeout(self.read_timeout)
         if self.handle(item.listener, client, item.addr, item.buffer, keep=framed and self.keepalive > 0):
             return self._keep(item, rest)
+        self._unwatch(client)
         _close(client)
         return None
 
@@ -381,7 +378,6 @@ class BufferedWorker(SyncWorker):
     def _keep(self, item: _Pending, rest: bytes) -> _Pending | None:
         """Send the response now; the connection, waiting for its next request (not yet watched)."""
         client = item.client
-        self._forget(item, client.fileno())  # watched again as a new item, by the caller
         try:
             if _CORK is not None:
                 # Uncorking sends what the response wrote (in one segment); corked again for the next.
@@ -389,23 +385,37 @@ class BufferedWorker(SyncWorker):
                 client.setsockopt(socket.IPPROTO_TCP, _CORK, 1)
             client.setblocking(False)
         except OSError:
+            self._unwatch(client)
             _close(client)
             return None
         kept = _Pending(client, item.addr, item.listener, time.monotonic() + self.keepalive, idle=not rest)
         kept.buffer = rest
         return kept
 
-    def _forget(self, item: _Pending, fileno: int) -> None:
-        """Stop watching `item` (its socket had descriptor `fileno`, even if closed since)."""
-        if self.pending.get(fileno) is item:
-            del self.pending[fileno]
-        key = self.selector.get_map().get(fileno)
-        if key is not None and key.data is item:
+    def _watch(self, item: _Pending) -> None:
+        """Wait in the selector for `item`'s bytes. A kept connection is still registered from its
+        last request: only its data changes, which costs no system call."""
+        client = item.client
+        self.pending[client.fileno()] = item
+        key = self.selector.get_map().get(client.fileno())
+        if key is not None and key.fileobj is client:
+            self.selector.modify(client, selectors.EVENT_READ, item)
+            return
+        if key is not None:  # a socket closed without being unwatched left its number behind
             self.selector.unregister(key.fileobj)
+        self.selector.register(client, selectors.EVENT_READ, item)
+
+    def _unwatch(self, client: socket.socket) -> None:
+        """Stop watching a connection (before it is closed)."""
+        fileno = client.fileno()
+        if fileno < 0:
+            return
+        self.pending.pop(fileno, None)
+        if fileno in self.selector.get_map():
+            self.selector.unregister(client)
 
     def _expire(self, now: float) -> None:
         for item in [p for p in self.pending.values() if p.deadline <= now]:
-            self._forget(item, item.client.fileno())
             if item.idle:
                 self._drop(item)  # a kept-alive connection nobody used again: no request to answer
             else:
@@ -420,7 +430,6 @@ class BufferedWorker(SyncWorker):
         self._drop(item)
 
     def _drop(self, item: _Pending) -> None:
-        with contextlib.suppress(KeyError, ValueError):
-            self.selector.unregister(item.client)
+        self._unwatch(item.client)
         with contextlib.suppress(OSError):
             item.client.close()
