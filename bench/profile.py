@@ -135,6 +135,10 @@ def main(argv: list[str] | None = None) -> int:
         result = profile(args, tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    if not result["samples"]:
+        print("error: py-spy recorded no samples: it needs permission to read other processes "
+              "(root, or CAP_SYS_PTRACE with kernel.yama.ptrace_scope 0)", file=sys.stderr)
+        return 1
     print(f"{args.model}: {result['rps']:.0f} requests/s unprofiled, {result['cpu_us']:.0f} µs of worker CPU "
           f"per request ({args.source.name or args.source})")
     print("| part of the request path | share | µs per request |\n|---|---|---|")
@@ -182,8 +186,8 @@ def profile(args, tmp: Path) -> dict:
     finally:
         stop(proc)
     parts = breakdown([raw for raw in raws if raw.exists()])
-    total = sum(parts.values()) or 1
-    shares = {part: count / total for part, count in parts.most_common()}
+    total = sum(parts.values())
+    shares = {part: count / total for part, count in parts.most_common()} if total else {}
     return {"model": args.model, "rps": rps, "cpu_us": cpu_us, "samples": total, "shares": shares}
 
 

@@ -30,3 +30,36 @@ def test_benchmark_runs_and_checks_predictions(tmp_path):
         assert raw["cells"][f"1/{label}"]["errors"] == 0
     assert "| vs floor |" in result.stdout
     assert raw["compute_ms_per_row"] > 0
+
+
+def test_profile_sorts_the_live_workers_samples_into_parts_of_the_request_path(tmp_path):
+    """`make profile`: CPU per request from /proc, py-spy samples of the running workers, a breakdown."""
+    require_tool("wrk", "the profile's load generator")
+    out = tmp_path / "profile.json"
+    result = subprocess.run(
+        [PYTHON, "-m", "bench.profile", "--model", "digits", "--seconds", "2", "--json", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    profile = json.loads(out.read_text())
+    assert profile["rps"] > 0 and profile["cpu_us"] > 0 and profile["samples"] > 50
+    assert abs(sum(profile["shares"].values()) - 1) < 1e-9
+    # The prediction is seen where it runs: the model, the checks and the HTTP layer all show up.
+    seen = ("model (onnxruntime, numpy path, scikit-learn)", "input checks", "gunicorn: parse the request")
+    for part in seen:
+        assert profile["shares"].get(part, 0) > 0, (part, profile["shares"])
+    assert "| part of the request path | share | µs per request |" in result.stdout
+
+
+def test_a_sampled_stack_belongs_to_its_innermost_known_part():
+    from bench.profile import part_of
+
+    stack = ["<module> (gunicorn)", "BufferedWorker._loop (service/worker.py:170)",
+             "PredictRoute._predict (service/hotpath.py:60)", "Predictor.predict (service/predict.py:256)",
+             "Session.run (onnxruntime/capi/onnxruntime_inference_collection.py:406)"]
+    assert part_of(stack) == "model (onnxruntime, numpy path, scikit-learn)"
+    assert part_of(stack[:3]) == "response body (outputs, JSON)"  # the hot path's own lines
+    assert part_of(stack[:2]) == "worker loop"
+    assert part_of(["Predictor.to_matrix (service/predict.py:174)"]) == "input checks"
+    assert part_of(["uuid4 (uuid.py:723)"]) == "request id"
+    assert part_of(["something (elsewhere.py:1)"]) == "other"
