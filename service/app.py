@@ -17,7 +17,7 @@ from flask import Flask, Response, current_app, g, render_template, request
 from werkzeug.exceptions import HTTPException
 
 from service import logs
-from service.bodies import decode_json, not_json, request_id
+from service.bodies import JSON, decode_json, not_json, request_id
 from service.config import Settings
 from service.errors import ApiError, NotReady, TooLarge
 from service.holder import ModelHolder
@@ -38,7 +38,6 @@ _HTTP_CODES = {
     415: "unsupported_media_type",
     431: "headers_too_large",
 }
-JSON = "application/json"
 
 
 @dataclass

@@ -11,6 +11,7 @@ import orjson
 
 from service.errors import InvalidInput, InvalidJson, UnsupportedMediaType
 
+JSON = "application/json"
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:/+=-]{1,128}$")
 
 

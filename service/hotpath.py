@@ -17,12 +17,11 @@ from http import HTTPStatus
 
 import orjson
 
-from service.bodies import decode_json, is_json, not_json, request_id
+from service.bodies import JSON, decode_json, is_json, not_json, request_id
 from service.errors import ApiError, NotReady
 
 log = logging.getLogger("service.app")
 
-JSON = "application/json"
 _STATUS = {status.value: f"{status.value} {status.phrase}" for status in HTTPStatus}
 
 

@@ -28,7 +28,8 @@ import selectors
 import socket
 import time
 
-from gunicorn import util
+from gunicorn import http, util
+from gunicorn.http import wsgi
 from gunicorn.workers.sync import SyncWorker
 
 # Headers larger than this are handed to gunicorn's parser as they are: it answers 431 (JSON).
@@ -312,8 +313,6 @@ class BufferedWorker(SyncWorker):
     def handle(self, listener, client, addr, prefetched: bytes = b"", keep: bool = False) -> bool:
         """gunicorn's sync handling, with the request's bytes already read; True when the connection
         stays open for another request (`keep` allows it, the client and the response agree)."""
-        from gunicorn import http
-
         req = None
         try:
             parser = http.get_parser(self.cfg, _Prefetched(client, prefetched), addr)
@@ -336,8 +335,6 @@ class BufferedWorker(SyncWorker):
         """gunicorn's SyncWorker.handle_request, but the connection is kept open when `keep` allows
         it and the request and response do (HTTP/1.1, no `Connection: close`, a known length).
         True when it is. gunicorn's own access log is not written: the app writes one."""
-        from gunicorn.http import wsgi
-
         environ, resp = {}, None
         try:
             self.cfg.pre_request(self, req)
