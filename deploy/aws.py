@@ -21,6 +21,7 @@ _NOT_FOUND_CODES = {
     "NoSuchBucket",
     "NoSuchKey",
     "NotFound",
+    "ResourceNotFoundException",  # CloudWatch Logs: no such log group or stream (yet)
 }
 _INVALID_CODES = {"InvalidParameterException", "ClientException", "ValidationException", "ValidationError"}
 

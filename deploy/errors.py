@@ -71,6 +71,12 @@ class Refused(DeployError):
     exit_code = ExitCode.GATE_REFUSED
 
 
+class TaskFailed(DeployError):
+    """A training task stopped without its container finishing (not pulled, stopped, timed out)."""
+
+    exit_code = ExitCode.TASK_FAILED
+
+
 class ToolError(DeployError):
     """podman/docker (or another system tool) is missing or one of its commands failed."""
 

@@ -28,6 +28,14 @@ DEFAULTS: dict[str, str | None] = {
     "EXECUTION_ROLE_ARN": None,
     "LOG_GROUP": "/ecs/model-service",
     "ROLLOUT_TIMEOUT": "600",
+    # scripts/train-task: the stack's training task definition and where its tasks run (stack outputs).
+    "TRAIN_TASK_FAMILY": "model-train",
+    "TRAIN_SUBNETS": None,
+    "TRAIN_SECURITY_GROUPS": None,
+    "TRAIN_CPU": None,
+    "TRAIN_MEMORY": None,
+    "TRAIN_TIMEOUT": "7200",
+    "DATA_PREFIX": "data",
 }
 
 
@@ -69,6 +77,12 @@ STACK_OUTPUTS: dict[str, str] = {
     "TASK_ROLE_ARN": "TaskRoleArn",
     "EXECUTION_ROLE_ARN": "ExecutionRoleArn",
     "LOG_GROUP": "LogGroupName",
+    "TRAIN_TASK_FAMILY": "TrainTaskFamily",
+    "TRAIN_SUBNETS": "TrainSubnets",
+    "TRAIN_SECURITY_GROUPS": "TrainSecurityGroup",
+    "DATA_PREFIX": "DataPrefix",
+    "TRAIN_RUNS_TABLE": "TrainRunsTable",
+    "TRAIN_TRIGGER_FUNCTION": "TrainTriggerFunction",
 }
 
 

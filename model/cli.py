@@ -128,7 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--plan",
         type=Path,
         metavar="TOML",
-        help="train what the plan file names (model/training.toml): dataset, recipe, parameters",
+        help="train what the plan file names (model/training.toml): dataset, recipe, parameters "
+        "(--dataset replaces the plan's data)",
     )
     p.add_argument("--model", metavar="NAME", help="with --plan: which entry (default: the first)")
     p.add_argument("--seed", type=int, default=DEFAULT_SEED)

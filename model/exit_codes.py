@@ -1,10 +1,10 @@
 """The exit codes of every command the project ships, defined once.
 
 `python -m model`, `scripts/rollout`, `scripts/stack`, `scripts/build-image`, `scripts/push-image`,
-`scripts/smoke-image`, `scripts/register-task-def` and `scripts/pipeline-local` all exit with these
-codes, and each prints one line `error: ...` on stderr when the code is not 0. The errors of the
-model and deploy packages carry their code (`exit_code`); the README's table is generated from
-`TABLE` (`make exit-codes`) and a test keeps the two equal.
+`scripts/smoke-image`, `scripts/register-task-def`, `scripts/train-task` and `scripts/pipeline-local`
+all exit with these codes, and each prints one line `error: ...` on stderr when the code is not 0.
+The errors of the model and deploy packages carry their code (`exit_code`); the README's table is
+generated from `TABLE` (`make exit-codes`) and a test keeps the two equal.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ class ExitCode(IntEnum):
     STACK_FAILED = 15
     NO_CHANGES = 16
     RECIPE_FAILED = 17
+    TASK_FAILED = 18
     INTERRUPTED = 130
 
 
@@ -73,6 +74,9 @@ TABLE: dict[ExitCode, tuple[str, str]] = {
                           "(`--no-fail-on-empty-changeset` makes this 0)", "nothing"),
     ExitCode.RECIPE_FAILED: ("the recipe failed: cannot be imported, raised while building or fitting, "
                              "returned no estimator, or a classifier on a continuous target", "nothing"),
+    ExitCode.TASK_FAILED: ("a training task (`scripts/train-task`) stopped before its command finished: "
+                           "the image could not be pulled, it ran out of memory, it was stopped, or the wait "
+                           "timed out (the task is then stopped)", "nothing in the store"),
     ExitCode.INTERRUPTED: ("interrupted (Ctrl-C, SIGTERM) before anything changed", "nothing"),
 }
 

@@ -30,6 +30,12 @@ class LocalAws:
         from standin.moto_fixes import patch_change_set_outputs
 
         patch_change_set_outputs()
+        # moto moves a task to STOPPED the first time it is described; ECS keeps it RUNNING until its
+        # container exits. The local task runner marks it STOPPED then (write_moto_task_stopped).
+        from moto.moto_api import state_manager
+
+        state_manager.set_transition(model_name="ecs::task", transition={"progression": "manual",
+                                                                          "times": 2**62})
 
         # The server's per-request log would drown the stages' own output.
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
@@ -133,6 +139,32 @@ def write_moto_deployment(cluster: str, service: str, region: str, arn: str, *, 
         raise PipelineError(f"moto's ECS internals changed ({type(exc).__name__}: {exc}): the local "
                             f"ECS agent cannot report deployments (standin/pipeline.py)") from None
     return True
+
+
+def write_moto_task_stopped(cluster: str, task_arn: str, region: str, *, exit_code: int | None,
+                            reason: str) -> None:
+    """Mark a one-off task STOPPED in moto with its container's exit code (None: it never ran).
+
+    moto's StopTask sets the status and reason but no exit code (moto reports 0 from the start), and
+    nothing stops a task whose container exits; ECS records both. Raises PipelineError if moto's
+    internals change.
+    """
+    try:
+        from moto.core import DEFAULT_ACCOUNT_ID
+        from moto.ecs.models import ecs_backends
+
+        backend = ecs_backends[DEFAULT_ACCOUNT_ID][region]
+        task = next(t for arn, t in backend.tasks[cluster.rsplit("/", 1)[-1]].items()
+                    if arn == task_arn or arn.endswith(task_arn.rsplit("/", 1)[-1]))
+        task.last_status = "STOPPED"
+        task.desired_status = "STOPPED"
+        task.stopped_reason = task.stopped_reason or reason
+        for container in task.containers:
+            container.last_status = "STOPPED"
+            container.exitCode = exit_code
+    except (ImportError, KeyError, AttributeError, StopIteration) as exc:
+        raise PipelineError(f"moto's ECS internals changed ({type(exc).__name__}: {exc}): the local task "
+                            "runner cannot report a stopped task (standin/task_runner.py)") from None
 
 
 class MotoDeployments:

@@ -81,10 +81,11 @@ def _apply_plan(args) -> None:
     from model.plan import load_plan
 
     entry = load_plan(args.plan, args.model)
+    # --dataset may replace the plan's data (a training run started by new data trains the plan's
+    # recipe on it); the recipe and its parameters stay the plan's.
     given = [
         flag
         for flag, value in (
-            ("--dataset", args.dataset),
             ("--recipe", args.recipe),
             ("--param", args.param),
             ("--column-kind", args.column_kind),
@@ -92,9 +93,9 @@ def _apply_plan(args) -> None:
         if value
     ]
     if given:
-        raise UsageError(f"--plan names the dataset, recipe and parameters; drop {', '.join(given)}")
+        raise UsageError(f"--plan names the recipe and parameters; drop {', '.join(given)}")
     args.name = args.name or entry.name
-    args.dataset, args.recipe = entry.dataset, entry.recipe
+    args.dataset, args.recipe = args.dataset or entry.dataset, entry.recipe
     args.label_column = entry.label_column or args.label_column
     args.text_column = entry.text_column or args.text_column
     args.param = [f"{k}={v}" for k, v in entry.params.items()]

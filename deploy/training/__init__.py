@@ -1,0 +1,1 @@
+"""Training as an ECS task: the runner, its command and the event trigger."""

@@ -1,0 +1,5 @@
+import sys
+
+from deploy.training.cli import main
+
+sys.exit(main())
