@@ -113,6 +113,22 @@ publish: $(STAMP) ## publish the candidate as a new immutable version (no alias 
 promote: $(STAMP) ## move the production alias to the version make publish wrote (the service is not reloaded)
 	$(PY) -m model promote "$$(cat $(CANDIDATE)/published-version)" --alias production $(GATE_ARGS)
 
+# Training in the cloud (README: Training in the cloud). Settings from the stack's outputs: ECS_CLUSTER,
+# TRAIN_TASK_FAMILY, TRAIN_SUBNETS, TRAIN_SECURITY_GROUPS; TRAIN_TASK_ARGS adds scripts/train-task options.
+TRAIN_TASK_ARGS ?=
+TRAIN_IMAGE_TAG ?= train-$(IMAGE_TAG)
+
+.PHONY: train-task image-train push-train
+train-task: $(STAMP) ## train, gate and publish as a Fargate task (the plan's model; TRAIN_MODEL, TRAIN_TASK_ARGS); waits and prints the version
+	@mkdir -p $(CANDIDATE)
+	scripts/train-task $(if $(TRAIN_MODEL),--name $(TRAIN_MODEL)) --version-file $(CANDIDATE)/published-version $(TRAIN_TASK_ARGS)
+
+image-train: ## build the training image (docker/Dockerfile's train target), tagged train-COMMIT
+	scripts/build-image --name model-train --tag $(TRAIN_IMAGE_TAG) --target train $(IMAGE_BUILD_ARGS)
+
+push-train: $(STAMP) ## push the training image to ECR as train-COMMIT: with the stack's trigger, that push starts a training run
+	scripts/push-image --name model-train --tag $(TRAIN_IMAGE_TAG)
+
 # ---- deploy pipeline stages (Jenkinsfile: Deploy) -------------------------------------------
 ##@ Deploy pipeline stages (Jenkins' Deploy; against AWS: see the README's settings)
 # Each target is one script (README: Pipelines (Jenkins)). Variables come from the environment: AWS_REGION,

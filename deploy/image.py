@@ -123,14 +123,16 @@ def host_pip_settings(environ: dict | None = None, config: dict | None = None) -
 
 def build(tool: str, *, tag: str, name: str = DEFAULT_IMAGE_NAME, base_image: str | None = None,
           context: Path = ROOT, pip: PipSettings | None = None, network: str | None = None,
-          isolation: str | None = None, log=print) -> str:
-    """Build docker/Dockerfile as `name:tag`; returns the image reference."""
+          isolation: str | None = None, target: str | None = None, log=print) -> str:
+    """Build docker/Dockerfile as `name:tag` (its last stage, or `target`); returns the image reference."""
     pip = host_pip_settings() if pip is None else pip
     ref = f"{name}:{tag}"
     cmd = [tool, "build", "-f", str(context / DOCKERFILE), "-t", ref,
            "--label", f"org.opencontainers.image.revision={tag}"]
     if Path(tool).name == "podman":
         cmd += ["--format", "docker"]  # keeps HEALTHCHECK, which the OCI format drops
+    if target:
+        cmd += ["--target", target]
     if base_image:
         cmd += ["--build-arg", f"BASE_IMAGE={base_image}"]
     for var, value in sorted(pip.build_args.items()):
@@ -331,6 +333,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="BASE_IMAGE build arg (default $BASE_IMAGE or the Dockerfile's python:3.11-slim)")
     p.add_argument("--network", help="build network (e.g. host)")
     p.add_argument("--isolation", help="podman build isolation (e.g. chroot)")
+    p.add_argument("--target",
+                   help="a stage of the Dockerfile (train: the training image; default: the service)")
 
     p = sub.add_parser("push", **each,
                        help="log in to ECR, push name:tag to the repository; print the digest")
@@ -359,7 +363,7 @@ def _run_command(args) -> None:
     tag = args.tag or git_commit()
     if args.command == "build":
         build(tool, tag=tag, name=args.name, base_image=args.base_image, network=args.network,
-              isolation=args.isolation)
+              isolation=args.isolation, target=args.target)
     elif args.command == "push":
         from deploy.aws import client
         from deploy.ecr import EcrClient

@@ -190,3 +190,45 @@ def podman_sandbox(tmp_path_factory):
     subprocess.run(["podman", "system", "reset", "--force"], capture_output=True, timeout=300,
                    env={**os.environ, **env})
     shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def podman_env(podman_sandbox, monkeypatch):
+    """The session's podman storage selected in this process."""
+    for key, value in podman_sandbox["env"].items():
+        monkeypatch.setenv(key, value)
+    return podman_sandbox
+
+
+# ---- training-task fixtures -----------------------------------------------------------------
+@pytest.fixture
+def training_cluster(aws_env, s3_bucket):
+    """What the stack gives scripts/train-task, in moto: a cluster, a subnet, a security group, a log
+    group and the training task definition (ecs/train-task-def.json), plus the variables naming them."""
+    import boto3
+
+    from deploy.task_def import render_file
+
+    suffix = uuid.uuid4().hex[:8]
+    ec2, ecs, logs = boto3.client("ec2"), boto3.client("ecs"), boto3.client("logs")
+    vpc = ec2.create_vpc(CidrBlock="10.7.0.0/16")["Vpc"]["VpcId"]
+    ec2.modify_vpc_attribute(VpcId=vpc, EnableDnsHostnames={"Value": True})
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.7.0.0/24")["Subnet"]["SubnetId"]
+    group = ec2.create_security_group(GroupName=f"train-{suffix}", Description="training",
+                                      VpcId=vpc)["GroupId"]
+    cluster = family = f"train-{suffix}"
+    ecs.create_cluster(clusterName=cluster)
+    log_group = f"/ecs/train-{suffix}"
+    logs.create_log_group(logGroupName=log_group)
+    store = f"s3://{s3_bucket}/models"
+    definition = render_file(ROOT / "ecs/train-task-def.json", {
+        "FAMILY": family, "TASK_ROLE_ARN": "arn:aws:iam::123456789012:role/train",
+        "EXECUTION_ROLE_ARN": "arn:aws:iam::123456789012:role/execution",
+        "TRAIN_IMAGE": "local/model-train:checkout", "MODEL_STORE": store, "MODEL_NAME": "digits",
+        "AWS_REGION": "us-east-1", "LOG_GROUP": log_group,
+    })
+    ecs.register_task_definition(**definition)
+    env = {**aws_env, "ECS_CLUSTER": cluster, "TRAIN_TASK_FAMILY": family, "TRAIN_SUBNETS": subnet,
+           "TRAIN_SECURITY_GROUPS": group, "MODEL_STORE": store, "MODEL_NAME": "digits"}
+    return {"env": env, "cluster": cluster, "family": family, "store": store, "bucket": s3_bucket,
+            "log_group": log_group}

@@ -30,19 +30,12 @@ def test_dockerfile_is_hadolint_clean():
 def test_dockerfile_has_the_required_shape():
     text = (ROOT / "docker/Dockerfile").read_text()
     assert "ARG BASE_IMAGE=python:3.11-slim" in text
-    assert text.count("FROM ${BASE_IMAGE}") == 2  # multi-stage
+    assert text.count("FROM ${BASE_IMAGE}") == 3  # multi-stage: builder, the training image, the service
+    assert text.rstrip().endswith('CMD ["serve"]')  # the service is the last stage: the default target
     assert "USER 10001" in text and "-c constraints.txt" in text and "[dev]" not in text
     assert "HEALTHCHECK" in text and 'CMD ["python", "-c"' in text
     assert 'ENTRYPOINT ["/usr/local/bin/entrypoint"]' in text and 'CMD ["serve"]' in text
     assert "model.joblib" not in text and "COPY store" not in text
-
-
-@pytest.fixture
-def podman_env(podman_sandbox, monkeypatch):
-    """The session's podman storage (tests/conftest.py) selected in this process."""
-    for key, value in podman_sandbox["env"].items():
-        monkeypatch.setenv(key, value)
-    return podman_sandbox
 
 
 @pytest.mark.slow

@@ -31,8 +31,11 @@ def dry_run_raw(*args: str, jenkinsfile=None) -> subprocess.CompletedProcess:
     )
 
 
-def dry_run(*, branch="main", pipeline=None, changed=(), approval=None, env=None, causes=()) -> dict:
+def dry_run(*, branch="main", pipeline=None, changed=(), approval=None, env=None, causes=(),
+            params=None) -> dict:
     args = ["--branch", branch]
+    for key, value in (params or {}).items():
+        args += ["--param", f"{key}={value}"]
     for cause in causes:
         args += ["--cause", cause]
     if pipeline:
@@ -82,6 +85,9 @@ def plans():
         "infra": {"changed": ["infra/stack.yaml"]},
         "infra-branch": {"branch": "feature/vpc", "changed": ["infra/stack.yaml"]},
         "e2e": {"pipeline": "e2e", "changed": ["model/train.py"]},
+        "ecs": {"changed": ["model/train.py"], "params": {"TRAIN_ON": "ecs"}},
+        "ecs-branch": {"branch": "feature/x", "changed": ["model/train.py"], "params": {"TRAIN_ON": "ecs"}},
+        "weekly": {"pipeline": "train", "causes": ["ParameterizedTimerTriggerCause", "TimerTrigger"]},
     }
     with ThreadPoolExecutor(max_workers=2) as pool:
         futures = {name: pool.submit(dry_run, **kwargs) for name, kwargs in cases.items()}
@@ -109,6 +115,24 @@ def test_a_model_change_runs_the_train_pipeline_in_order(plans):
 
 def test_a_service_change_runs_the_deploy_pipeline_in_order(plans):
     assert targets_run(plans["service"]) == DEPLOY
+
+
+def test_train_on_ecs_trains_gates_and_publishes_in_a_task_then_promotes_as_before(plans):
+    # The task trains, gates and publishes; its version file feeds the same Promote and roll out.
+    assert targets_run(plans["ecs"]) == ["test-fast", "train-task", "rollout-model"]
+    # A branch publishes nothing, so it trains on the agent whatever TRAIN_ON says.
+    assert targets_run(plans["ecs-branch"]) == ["test-fast", "train", "gate"]
+    stage = next(s for s in plans["ecs"]["stages"] if s["name"] == "Train in ECS")
+    assert "withCredentials([aws(credentialsId: aws-mlops)])" in stage["steps"][0]["within"]
+    choices = {p["name"]: p.get("choices") for p in plans["ecs"]["parameters"]}
+    assert choices["TRAIN_ON"] == ["agent", "ecs"]
+
+
+def test_a_weekly_parameterized_timer_build_runs_the_train_pipeline(plans):
+    assert {"name": "parameterizedCron", "args": ["H 4 * * 1 %PIPELINE=train"]} in plans["first"]["triggers"]
+    # A timer build with PIPELINE=train trains (and runs no emulation), whether or not `triggeredBy
+    # 'TimerTrigger'` also matches the Parameterized Scheduler's cause.
+    assert targets_run(plans["weekly"]) == TRAIN
 
 
 def test_other_changes_run_only_the_tests(plans):
@@ -141,9 +165,10 @@ def test_an_empty_changeset_runs_both_pipelines(plans):
 def test_only_main_publishes_promotes_pushes_or_deploys(plans):
     assert targets_run(plans["feature"]) == ["test-fast", "train", "gate", "image", "smoke"]
     for stage in plans["first"]["stages"]:
-        if any(t in ("publish", "promote", "rollout-model", "push", "deploy", "stack-deploy", "stack-smoke")
-               for step in stage["steps"] for t in make_targets(step)):
-            assert "branch 'main'" in stage["when"], stage["name"]
+        if any(t in ("publish", "promote", "rollout-model", "push", "deploy", "stack-deploy", "stack-smoke",
+                     "train-task") for step in stage["steps"] for t in make_targets(step)):
+            assert any(w == "branch 'main'" or w.startswith("allOf { branch 'main';")
+                       for w in stage["when"]), stage["name"]
 
 
 def test_the_parameter_overrides_the_changeset_and_approval_is_asked(plans):

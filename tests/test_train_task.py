@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import uuid
 
 import boto3
 import pytest
@@ -20,41 +19,6 @@ from model.exit_codes import ExitCode
 from model.store import ModelStore
 
 REGION = "us-east-1"
-
-
-def render_training_definition(values: dict) -> dict:
-    """ecs/train-task-def.json filled in, as the stack renders it."""
-    from deploy.task_def import render_file
-
-    return render_file(ROOT / "ecs/train-task-def.json", values)
-
-
-@pytest.fixture
-def training_cluster(aws_env, s3_bucket):
-    """What the stack gives scripts/train-task: a cluster, a subnet, a security group, a log group and
-    the training task definition (from ecs/train-task-def.json), plus the variables naming them."""
-    suffix = uuid.uuid4().hex[:8]
-    ec2, ecs, logs = boto3.client("ec2"), boto3.client("ecs"), boto3.client("logs")
-    vpc = ec2.create_vpc(CidrBlock="10.7.0.0/16")["Vpc"]["VpcId"]
-    ec2.modify_vpc_attribute(VpcId=vpc, EnableDnsHostnames={"Value": True})
-    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.7.0.0/24")["Subnet"]["SubnetId"]
-    group = ec2.create_security_group(GroupName=f"train-{suffix}", Description="training", VpcId=vpc)["GroupId"]
-    cluster = f"train-{suffix}"
-    ecs.create_cluster(clusterName=cluster)
-    log_group = f"/ecs/train-{suffix}"
-    logs.create_log_group(logGroupName=log_group)
-    store = f"s3://{s3_bucket}/models"
-    family = f"train-{suffix}"
-    definition = render_training_definition({
-        "FAMILY": family, "TASK_ROLE_ARN": "arn:aws:iam::123456789012:role/train",
-        "EXECUTION_ROLE_ARN": "arn:aws:iam::123456789012:role/execution", "TRAIN_IMAGE": "local/model-train:checkout",
-        "MODEL_STORE": store, "MODEL_NAME": "digits", "AWS_REGION": REGION, "LOG_GROUP": log_group,
-    })
-    ecs.register_task_definition(**definition)
-    env = {**aws_env, "ECS_CLUSTER": cluster, "TRAIN_TASK_FAMILY": family, "TRAIN_SUBNETS": subnet,
-           "TRAIN_SECURITY_GROUPS": group, "MODEL_STORE": store, "MODEL_NAME": "digits"}
-    return {"env": env, "cluster": cluster, "family": family, "store": store, "bucket": s3_bucket,
-            "log_group": log_group}
 
 
 @pytest.fixture
@@ -70,6 +34,7 @@ def task_runner(training_cluster):
 
 
 def train_task(*args: str, env: dict, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run scripts/train-task as an operator would (polling twice a second)."""
     return subprocess.run([str(ROOT / "scripts/train-task"), "--poll", "0.5", *args], capture_output=True,
                           text=True, env=env, cwd=ROOT, timeout=timeout)
 
@@ -80,7 +45,8 @@ def tasks_of(cluster: str) -> list[dict]:
     return ecs.describe_tasks(cluster=cluster, tasks=arns)["tasks"] if arns else []
 
 
-def test_a_training_task_publishes_a_version_and_the_script_prints_it(training_cluster, task_runner, tmp_path):
+def test_a_training_task_publishes_a_version_and_the_script_prints_it(training_cluster, task_runner,
+                                                                      tmp_path):
     version_file = tmp_path / "published-version"
     result = train_task("--dataset", "iris", "--cpu", "2048", "--memory", "8192",
                         "--version-file", str(version_file), env=training_cluster["env"])
@@ -95,7 +61,7 @@ def test_a_training_task_publishes_a_version_and_the_script_prints_it(training_c
 
     manifest = ModelStore(training_cluster["store"]).manifest("digits", version)
     assert manifest["name"] == "digits" and manifest["version"] == version
-    assert manifest["data"]["source"] == "sklearn:iris" if "data" in manifest else True
+    assert "sklearn:iris" in json.dumps(manifest)  # trained on the data the run was given
 
     (task,) = tasks_of(training_cluster["cluster"])
     assert task["lastStatus"] == "STOPPED" and task["containers"][0]["exitCode"] == 0
@@ -147,15 +113,16 @@ def test_without_the_stack_settings_the_script_says_which_are_missing(training_c
 
 def test_an_unknown_task_family_is_not_found(training_cluster):
     result = train_task("--family", "no-such-family", env=training_cluster["env"])
-    assert result.returncode == ExitCode.NOT_FOUND or result.returncode == ExitCode.INVALID_INPUT, result.stderr
-    assert "no-such-family" in result.stderr
+    cli_fails(result, ExitCode.NOT_FOUND, "no-such-family")
 
 
 def test_the_training_task_definition_is_valid_and_names_the_log_stream():
+    from deploy.task_def import render_file
     from deploy.training.runner import log_location
 
-    definition = render_training_definition({
-        "FAMILY": "mlops-train", "TASK_ROLE_ARN": "r", "EXECUTION_ROLE_ARN": "e", "TRAIN_IMAGE": "repo:train-x",
+    definition = render_file(ROOT / "ecs/train-task-def.json", {
+        "FAMILY": "mlops-train", "TASK_ROLE_ARN": "r", "EXECUTION_ROLE_ARN": "e",
+        "TRAIN_IMAGE": "repo:train-x",
         "MODEL_STORE": "s3://b/models", "MODEL_NAME": "churn", "AWS_REGION": REGION, "LOG_GROUP": "/ecs/g"})
     (container,) = definition["containerDefinitions"]
     assert container["name"] == "train" and container["command"][-1] == "churn"

@@ -111,8 +111,12 @@ class TaskRunner:
               trigger: str = STARTED_BY) -> TrainingRun:
         """RunTask with the command, the model's group and the size asked; the run (task ARN set)."""
         check_size(cpu, memory)
-        with aws_errors(f"describe task definition {self.family}"):
-            definition = self.ecs.describe_task_definition(taskDefinition=self.family)["taskDefinition"]
+        try:
+            with aws_errors(f"describe task definition {self.family}"):
+                definition = self.ecs.describe_task_definition(taskDefinition=self.family)["taskDefinition"]
+        except InvalidInput:  # ECS answers ClientException for a family it does not know
+            raise ResourceNotFound(f"no training task definition {self.family!r} (TRAIN_TASK_FAMILY: the "
+                                   "stack's TrainTaskFamily output)") from None
         overrides: dict = {"containerOverrides": [{
             "name": CONTAINER, "command": command,
             "environment": [{"name": "MODEL_NAME", "value": model},
