@@ -64,24 +64,59 @@ def allows(statement_list: list[dict], action: str, resource: str | None = None,
                 statement["Resource"]]
             if not any(fnmatch.fnmatchcase(resource, r) for r in resources):
                 continue
-        like = statement.get("Condition", {}).get("StringLike", {}) if resource is not None else {}
-        if like and not all(any(fnmatch.fnmatchcase((context or {}).get(key, ""), v) for v in values)
-                            for key, values in like.items()):
+        conditions = statement.get("Condition", {}) if resource is not None else {}
+        if not all(holds(operator, pairs, context or {}) for operator, pairs in conditions.items()):
             continue
         return True
     return False
 
 
-def concrete(value, bucket: str, prefix: str):
-    """The few intrinsic functions the role policies use, with the given bucket and prefix."""
+# The condition operators these policies use; a key missing from the request's context fails them, as in IAM.
+OPERATORS = {"StringLike": fnmatch.fnmatchcase, "ArnLike": fnmatch.fnmatchcase,
+             "StringEquals": str.__eq__, "ArnEquals": str.__eq__}
+
+
+def holds(operator: str, pairs: dict, context: dict) -> bool:
+    test = OPERATORS[operator]
+    return all(key in context and any(test(context[key], v) for v in (values if isinstance(values, list)
+                                                                        else [values]))
+               for key, values in pairs.items())
+
+
+ACCOUNT, REGION, ENVIRONMENT = "123456789012", "us-east-1", "mlops"
+CLUSTER = f"arn:aws:ecs:{REGION}:{ACCOUNT}:cluster/{ENVIRONMENT}-cluster"
+LOGS = f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:"
+# What !GetAtt X.Arn is for the stack's resources (a log group's ARN ends in :*, as CloudFormation has it).
+ARNS = {"Cluster": CLUSTER, "TaskRole": f"arn:aws:iam::{ACCOUNT}:role/{ENVIRONMENT}-model-service-task",
+        "ExecutionRole": f"arn:aws:iam::{ACCOUNT}:role/{ENVIRONMENT}-model-service-execution",
+        "TrainingTaskRole": f"arn:aws:iam::{ACCOUNT}:role/{ENVIRONMENT}-train-task",
+        "TrainRunsTable": f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{ENVIRONMENT}-train-runs",
+        "TrainDataQueue": f"arn:aws:sqs:{REGION}:{ACCOUNT}:{ENVIRONMENT}-train-data",
+        "TrainDeadLetterQueue": f"arn:aws:sqs:{REGION}:{ACCOUNT}:{ENVIRONMENT}-train-dead-letters",
+        "LogGroup": f"{LOGS}/ecs/{ENVIRONMENT}-model-service:*",
+        "TrainTriggerLogGroup": f"{LOGS}/aws/lambda/{ENVIRONMENT}-train-trigger:*"}
+TRAIN_FAMILY = f"arn:aws:ecs:{REGION}:{ACCOUNT}:task-definition/{ENVIRONMENT}-train"
+SERVICE_FAMILY = f"arn:aws:ecs:{REGION}:{ACCOUNT}:task-definition/{ENVIRONMENT}-model-service"
+
+
+def concrete(value, bucket: str, prefix: str, data_prefix: str = "data"):
+    """The few intrinsic functions the role policies use, with the given bucket and prefixes (and the
+    names above for the rest)."""
     text = json.dumps(value)
     text = text.replace('{"Fn::GetAtt": ["ModelBucket", "Arn"]}', json.dumps(f"arn:aws:s3:::{bucket}"))
+    for name, arn in ARNS.items():
+        text = text.replace(json.dumps({"Fn::GetAtt": [name, "Arn"]}), json.dumps(arn))
     resolved = json.loads(text)
+    names = {"${ModelBucket.Arn}": f"arn:aws:s3:::{bucket}", "${StorePrefix}": prefix,
+             "${DataPrefix}": data_prefix, "${AWS::Partition}": "aws", "${AWS::Region}": REGION,
+             "${AWS::AccountId}": ACCOUNT, "${EnvironmentName}": ENVIRONMENT}
 
     def walk(item):
         if isinstance(item, dict) and set(item) == {"Fn::Sub"}:
-            return (item["Fn::Sub"].replace("${ModelBucket.Arn}", f"arn:aws:s3:::{bucket}")
-                    .replace("${StorePrefix}", prefix))
+            text = item["Fn::Sub"]
+            for name, replacement in names.items():
+                text = text.replace(name, replacement)
+            return text
         if isinstance(item, dict):
             return {k: walk(v) for k, v in item.items()}
         if isinstance(item, list):
@@ -218,6 +253,14 @@ def calls_in_the_clients() -> set[tuple[str, str]]:
             if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
                     and isinstance(node.func.value, ast.Attribute) and node.func.value.attr == "boto"):
                 found.add((service, mapping[node.func.attr]))
+    # scripts/train-task's runner holds its clients as `self.ecs` and `self.logs`.
+    for service in ("ecs", "logs"):
+        mapping = boto3.client(service, region_name="us-east-1").meta.method_to_api_mapping
+        for node in ast.walk(ast.parse((ROOT / "deploy/training/runner.py").read_text())):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and isinstance(node.func.value, ast.Attribute) and node.func.value.attr == service
+                    and isinstance(node.func.value.value, ast.Name) and node.func.value.value.id == "self"):
+                found.add((service, mapping[node.func.attr]))
     return found
 
 
@@ -227,6 +270,7 @@ def test_every_call_the_pipelines_make_is_allowed_to_the_deployer(rendered, reco
     needed = {iam_action(service, operation) for service, operation in calls | calls_in_the_clients()}
     assert {"ecs:UpdateService", "ecs:RegisterTaskDefinition", "s3:PutObject", "ecr:DescribeImages",
             "cloudformation:DescribeStacks", "s3:DeleteObject"} <= needed  # the recording saw the whole run
+    assert {"ecs:RunTask", "logs:GetLogEvents"} <= needed  # and the clients' source scripts/train-task's
     missing = sorted(a for a in (needed - REFUSED_AND_TOLERATED) | REGISTRY_PUSH if not allows(deployer, a))
     assert missing == [], f"the deployer policy lacks {missing}"
     assert not any(allows(deployer, a) for a in REFUSED_AND_TOLERATED)
@@ -247,9 +291,112 @@ def test_every_bucket_listing_the_pipelines_make_is_within_the_store_prefix(rend
             f"{operation} {params} would be refused to the deployer")
 
 
-def test_the_deployer_passes_only_the_two_task_roles_to_ecs(rendered):
+def test_the_deployer_passes_only_the_task_roles_to_ecs(rendered):
     passing = [s for s in statements(rendered, "DeployerPolicy") if s["Action"] == "iam:PassRole"]
     assert len(passing) == 1
     assert passing[0]["Resource"] == [{"Fn::GetAtt": ["TaskRole", "Arn"]},
-                                      {"Fn::GetAtt": ["ExecutionRole", "Arn"]}]
+                                      {"Fn::GetAtt": ["ExecutionRole", "Arn"]},
+                                      {"Fn::GetAtt": ["TrainingTaskRole", "Arn"]}]
     assert passing[0]["Condition"] == {"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}}
+
+
+def test_the_deployer_runs_only_training_tasks_in_the_cluster_and_reads_their_log(rendered):
+    deployer = concrete(statements(rendered, "DeployerPolicy"), "b", "models")
+    in_cluster = {"ecs:cluster": CLUSTER}
+    assert allows(deployer, "ecs:RunTask", f"{TRAIN_FAMILY}:7", in_cluster)
+    assert not allows(deployer, "ecs:RunTask", f"{SERVICE_FAMILY}:7", in_cluster)
+    assert not allows(deployer, "ecs:RunTask", f"{TRAIN_FAMILY}:7", {"ecs:cluster": CLUSTER + "-other"})
+    assert not allows(deployer, "ecs:RunTask", f"{TRAIN_FAMILY}:7")
+    task = f"arn:aws:ecs:{REGION}:{ACCOUNT}:task/{ENVIRONMENT}-cluster/0123456789abcdef"
+    assert allows(deployer, "ecs:StopTask", task, in_cluster) and allows(deployer, "ecs:DescribeTasks", task,
+                                                                         in_cluster)
+    assert not allows(deployer, "ecs:StopTask", task, {"ecs:cluster": CLUSTER + "-other"})
+    stream = f"{LOGS}/ecs/{ENVIRONMENT}-model-service:log-stream:train/train/0123456789abcdef"
+    assert allows(deployer, "logs:GetLogEvents", stream)
+    assert not allows(deployer, "logs:GetLogEvents", f"{LOGS}/ecs/another-service:log-stream:x")
+    ecs_tasks = {"iam:PassedToService": "ecs-tasks.amazonaws.com"}
+    for role in ("TrainingTaskRole", "ExecutionRole"):
+        assert allows(deployer, "iam:PassRole", ARNS[role], ecs_tasks), role
+    assert not allows(deployer, "iam:PassRole", ARNS["TrainingTaskRole"],
+                      {"iam:PassedToService": "lambda.amazonaws.com"})
+
+
+def test_the_training_task_role_reads_only_data_and_the_store(rendered):
+    task = concrete(statements(rendered, "TrainingTaskRole", "read-data-publish-models"), "b", "models")
+    assert actions_of(task) == {"s3:GetObject", "s3:PutObject", "s3:ListBucket"}
+    assert allows(task, "s3:GetObject", "arn:aws:s3:::b/data/digits/2026-12-01.csv")
+    assert allows(task, "s3:ListBucket", "arn:aws:s3:::b", {"s3:prefix": "data/digits/"})
+    for action in ("s3:GetObject", "s3:PutObject"):
+        assert allows(task, action, "arn:aws:s3:::b/models/digits/versions/v/model.joblib"), action
+    assert allows(task, "s3:ListBucket", "arn:aws:s3:::b", {"s3:prefix": "models/digits/versions/"})
+    assert not allows(task, "s3:PutObject", "arn:aws:s3:::b/data/digits/new.csv")  # data is read-only
+    assert not allows(task, "s3:GetObject", "arn:aws:s3:::b/other-team/secrets.json")
+    assert not allows(task, "s3:ListBucket", "arn:aws:s3:::b", {"s3:prefix": "other-team/"})
+    assert not allows(task, "s3:ListBucket", "arn:aws:s3:::b")  # no prefix: the whole bucket
+    assert not allows(task, "s3:DeleteObject", "arn:aws:s3:::b/models/digits/aliases/production.json")
+    assert not allows(task, "s3:GetObject", "arn:aws:s3:::another-bucket/data/x.csv")
+
+
+def trigger_policy(rendered) -> list[dict]:
+    return concrete(statements(rendered, "TrainTriggerRole", "start-training-runs"), "b", "models")
+
+
+def test_the_trigger_runs_only_the_training_family_and_passes_only_the_training_roles(rendered):
+    trigger = trigger_policy(rendered)
+    in_cluster = {"ecs:cluster": CLUSTER}
+    assert allows(trigger, "ecs:RunTask", f"{TRAIN_FAMILY}:12", in_cluster)
+    assert not allows(trigger, "ecs:RunTask", f"{SERVICE_FAMILY}:3", in_cluster)
+    assert not allows(trigger, "ecs:RunTask", f"{TRAIN_FAMILY}:12", {"ecs:cluster": CLUSTER + "-other"})
+    assert not allows(trigger, "ecs:StopTask", "*") and not allows(trigger, "ecs:UpdateService", "*")
+    ecs_tasks = {"iam:PassedToService": "ecs-tasks.amazonaws.com"}
+    assert allows(trigger, "iam:PassRole", ARNS["TrainingTaskRole"], ecs_tasks)
+    assert allows(trigger, "iam:PassRole", ARNS["ExecutionRole"], ecs_tasks)
+    assert not allows(trigger, "iam:PassRole", ARNS["TaskRole"], ecs_tasks)  # the service's role
+    assert not allows(trigger, "iam:PassRole", ARNS["TrainingTaskRole"],
+                      {"iam:PassedToService": "lambda.amazonaws.com"})
+    for action in ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"):
+        assert allows(trigger, action, ARNS["TrainRunsTable"]), action
+        assert not allows(trigger, action, ARNS["TrainRunsTable"].replace("train-runs", "other")), action
+    assert allows(trigger, "s3:ListBucket", "arn:aws:s3:::b", {"s3:prefix": "data/digits/"})
+    assert not allows(trigger, "s3:ListBucket", "arn:aws:s3:::b", {"s3:prefix": "models/"})
+    assert not any(allows(trigger, a, "arn:aws:s3:::b/models/x") for a in ("s3:GetObject", "s3:PutObject"))
+
+
+# What the Lambda service does with the function's role, not the function's code: poll and delete the
+# queue's messages (the event source mapping), dead-letter a failed event, write the log.
+LAMBDA_SERVICE = {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:SendMessage",
+                  "logs:CreateLogStream", "logs:PutLogEvents"}
+
+
+def calls_in_the_trigger() -> set[tuple[str, str]]:
+    """The AWS calls deploy/training/trigger.py can make: every client method of the services it
+    uses that its source names (called, or passed to a helper), and the paginators it asks for."""
+    import ast
+
+    import boto3
+    from helpers import ROOT
+
+    mappings = {s: boto3.client(s, region_name="us-east-1").meta.method_to_api_mapping
+                for s in ("ecs", "dynamodb", "s3", "sqs")}
+    found = set()
+    for node in ast.walk(ast.parse((ROOT / "deploy/training/trigger.py").read_text())):
+        names = []
+        if isinstance(node, ast.Attribute):
+            names.append(node.attr)
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.args
+                and node.func.attr == "get_paginator" and isinstance(node.args[0], ast.Constant)):
+            names.append(node.args[0].value)
+        for name in names:
+            found |= {(service, mapping[name]) for service, mapping in mappings.items()
+                      if name in mapping and name != "get_paginator"}
+    return found
+
+
+def test_the_trigger_may_make_every_call_its_code_makes_and_no_other(rendered):
+    trigger = trigger_policy(rendered)
+    needed = {iam_action(service, operation) for service, operation in calls_in_the_trigger()}
+    assert {"ecs:RunTask", "ecs:RegisterTaskDefinition", "dynamodb:PutItem", "s3:ListBucket"} <= needed
+    missing = sorted(a for a in needed if not allows(trigger, a))
+    assert missing == [], f"the trigger's role lacks {missing}"
+    unused = sorted(actions_of(trigger) - needed - LAMBDA_SERVICE - {"iam:PassRole"})
+    assert unused == [], f"the trigger's role grants actions its code does not call: {unused}"

@@ -5,6 +5,7 @@ alarms, is checked from the rendered template in tests/test_stack_template.py)."
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import uuid
 
@@ -103,6 +104,52 @@ def test_deploy_creates_what_the_rollout_acts_on(deployed):
     assert groups[0]["retentionInDays"] == 30
 
 
+def test_deploy_creates_the_training_task_and_its_trigger(deployed):
+    import boto3
+
+    out = deployed["outputs"]
+    assert out["TrainTaskFamily"] == f"{deployed['environment']}-train" and out["DataPrefix"] == "data"
+    subnets = out["TrainSubnets"].split(",")
+    assert len(subnets) == 2 and all(s.startswith("subnet-") for s in subnets)
+
+    definition = boto3.client("ecs").describe_task_definition(taskDefinition=out["TrainTaskFamily"])[
+        "taskDefinition"]
+    (container,) = definition["containerDefinitions"]
+    assert container["name"] == "train"
+    # No TrainImage given: the repository's placeholder tag, until a train- image is pushed.
+    assert container["image"] == f"{out['EcrRepositoryUri']}:train-none"
+    assert container["command"][-2:] == ["--model", "digits"]
+    assert {e["name"]: e["value"] for e in container["environment"]}["MODEL_STORE"] == out["ModelStore"]
+
+    function = boto3.client("lambda").get_function_configuration(FunctionName=out["TrainTriggerFunction"])
+    assert (function["Runtime"], function["Handler"], function["Timeout"]) == ("python3.11", "index.handler",
+                                                                               60)
+    variables = function["Environment"]["Variables"]
+    assert variables["CLUSTER"] == out["ClusterName"] and variables["TASK_FAMILY"] == out["TrainTaskFamily"]
+    assert variables["SUBNETS"] == out["TrainSubnets"]
+    assert variables["SECURITY_GROUPS"] == out["TrainSecurityGroup"]
+    assert variables["RUNS_TABLE"] == out["TrainRunsTable"]
+    assert variables["REPOSITORY_NAME"] == out["EcrRepository"]
+    assert variables["DATA_BUCKET"] == out["BucketName"]
+    assert (variables["DATA_PREFIX"], variables["PROMOTE"], variables["MODEL_NAME"]) == ("data", "", "digits")
+
+    table = boto3.client("dynamodb").describe_table(TableName=out["TrainRunsTable"])["Table"]
+    assert table["KeySchema"] == [{"AttributeName": "model", "KeyType": "HASH"}]
+
+    sqs = boto3.client("sqs")
+    queue = sqs.get_queue_url(QueueName=f"{deployed['environment']}-train-data")["QueueUrl"]
+    attributes = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["All"])["Attributes"]
+    assert attributes["DelaySeconds"] == "300" and int(attributes["VisibilityTimeout"]) >= 6 * 60
+    assert json.loads(attributes["RedrivePolicy"])["deadLetterTargetArn"].endswith(
+        f"{deployed['environment']}-train-dead-letters")
+    (mapping,) = boto3.client("lambda").list_event_source_mappings(FunctionName=out["TrainTriggerFunction"])[
+        "EventSourceMappings"]
+    assert mapping["EventSourceArn"] == attributes["QueueArn"] and mapping["BatchSize"] == 10
+    groups = boto3.client("logs").describe_log_groups(
+        logGroupNamePrefix=f"/aws/lambda/{out['TrainTriggerFunction']}")["logGroups"]
+    assert [g["retentionInDays"] for g in groups] == [30]
+
+
 def test_outputs_as_the_deploy_variables(deployed):
     result = stack(deployed["env"], "outputs", "--stack-name", deployed["stack"], "--format", "env")
     assert result.returncode == 0, result.stderr
@@ -110,7 +157,10 @@ def test_outputs_as_the_deploy_variables(deployed):
     assert exported["ECS_CLUSTER"] == deployed["outputs"]["ClusterName"]
     assert exported["MODEL_STORE"] == deployed["outputs"]["ModelStore"]
     assert set(exported) >= {"ECR_REPOSITORY", "ECS_SERVICE", "SERVICE_URL", "TASK_ROLE_ARN",
-                             "EXECUTION_ROLE_ARN", "LOG_GROUP", "TASK_FAMILY"}
+                             "EXECUTION_ROLE_ARN", "LOG_GROUP", "TASK_FAMILY", "TRAIN_TASK_FAMILY",
+                             "TRAIN_SUBNETS", "TRAIN_SECURITY_GROUPS", "DATA_PREFIX", "TRAIN_RUNS_TABLE",
+                             "TRAIN_TRIGGER_FUNCTION"}
+    assert exported["TRAIN_SUBNETS"] == deployed["outputs"]["TrainSubnets"]
 
 
 def test_a_second_plan_has_no_changes_and_an_update_plan_keeps_what_the_service_runs(deployed, tmp_path):
@@ -207,7 +257,9 @@ def test_plan_of_a_new_stack_lists_additions_and_leaves_nothing_behind(names):
                    f"EnvironmentName={names['environment']}")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "(CREATE): " in result.stdout
-    assert "Add     Service               AWS::ECS::Service" in result.stdout
+    for name, kind in (("Service", "AWS::ECS::Service"), ("TrainTriggerFunction", "AWS::Lambda::Function"),
+                       ("TrainDataQueue", "AWS::SQS::Queue"), ("TrainOnScheduleRule", "AWS::Events::Rule")):
+        assert re.search(rf"\bAdd +{name} +{kind}\b", result.stdout), (name, result.stdout)
     assert "plan only: change set deleted" in result.stdout
     stacks = boto3.client("cloudformation").list_stacks()["StackSummaries"]
     live = [s for s in stacks if s["StackName"] == names["stack"] and s["StackStatus"] != "DELETE_COMPLETE"]

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -74,7 +76,8 @@ def test_the_container_definition_comes_from_ecs_task_def_json(rendered):
 
 
 def test_a_change_to_ecs_task_def_json_reaches_the_stack(tmp_path):
-    (tmp_path / "ecs").mkdir()
+    shutil.copytree(ROOT / "ecs", tmp_path / "ecs")
+    shutil.copytree(ROOT / "deploy/training", tmp_path / "deploy/training")
     source = json.loads((ROOT / "ecs/task-def.json").read_text())
     source["containerDefinitions"][0]["environment"].append({"name": "LOG_LEVEL", "value": "${MODEL_NAME}"})
     (tmp_path / "ecs/task-def.json").write_text(json.dumps(source))
@@ -87,6 +90,154 @@ def test_a_change_to_ecs_task_def_json_reaches_the_stack(tmp_path):
 
     with pytest.raises(InvalidInput, match="NOT_IN_THE_STACK"):
         render(load(), root=tmp_path)
+
+
+def test_the_trigger_function_code_is_deploy_training_trigger_py_byte_for_byte(rendered, tmp_path):
+    function = rendered["Resources"]["TrainTriggerFunction"]
+    source = (ROOT / "deploy/training/trigger.py").read_bytes()
+    assert function["Properties"]["Code"] == {"ZipFile": source.decode()}
+    # CloudFormation writes inline code as index.py.
+    assert function["Properties"]["Handler"] == "index.handler"
+    assert function["Properties"]["Runtime"] == "python3.11"
+
+    shutil.copytree(ROOT / "ecs", tmp_path / "ecs")
+    from deploy.errors import InvalidInput
+
+    with pytest.raises(InvalidInput, match=r"TrainTriggerFunction: cannot read deploy/training/trigger\.py"):
+        render(load(), root=tmp_path)
+    (tmp_path / "deploy/training").mkdir(parents=True)
+    (tmp_path / "deploy/training/trigger.py").write_bytes(b"def handler(event, context):\r\n    return 1\r\n")
+    code = render(load(), root=tmp_path)["Resources"]["TrainTriggerFunction"]["Properties"]["Code"]
+    assert code == {"ZipFile": "def handler(event, context):\r\n    return 1\r\n"}
+
+
+class Recording(dict):
+    """An environment that records which variables are read."""
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.read: set[str] = set()
+
+    def get(self, key, default=None):
+        self.read.add(key)
+        return super().get(key, default)
+
+    def __getitem__(self, key):
+        self.read.add(key)
+        return super().__getitem__(key)
+
+
+def test_the_trigger_reads_only_variables_the_stack_sets(rendered):
+    import importlib.util
+
+    variables = rendered["Resources"]["TrainTriggerFunction"]["Properties"]["Environment"]["Variables"]
+    spec = importlib.util.spec_from_file_location("train_trigger_index", ROOT / "deploy/training/trigger.py")
+    trigger = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = trigger  # (its dataclasses look their module up)
+    try:
+        spec.loader.exec_module(trigger)
+    finally:
+        del sys.modules[spec.name]
+    concrete = {"MODEL_NAME": "digits", "SUBNETS": "subnet-a,subnet-b", "LEASE_SECONDS": "21600"}
+    environment = Recording({name: value if isinstance(value, str) else concrete.get(name, "x")
+                             for name, value in variables.items()})
+    trigger.settings(environment)
+    assert environment.read and environment.read <= set(variables), environment.read - set(variables)
+    assert variables["CONTAINER_NAME"] == "train" and variables["IMAGE_TAG_PREFIX"] == "train-"
+    assert variables["PLAN"] == "model/training.toml" and variables["PROMOTE"] == {"Ref": "TrainPromote"}
+    assert variables["TASK_FAMILY"] == rendered["Resources"]["TrainingTaskDefinition"]["Properties"]["Family"]
+
+
+def test_the_training_container_comes_from_ecs_train_task_def_json(rendered):
+    source = json.loads((ROOT / "ecs/train-task-def.json").read_text())["containerDefinitions"][0]
+    task = rendered["Resources"]["TrainingTaskDefinition"]["Properties"]
+    (container,) = task["ContainerDefinitions"]
+    assert container["Name"] == source["name"] == "train"
+    assert container["Image"] == {"Fn::If": ["HasTrainImage", {"Ref": "TrainImage"},
+                                             {"Fn::Sub": "${Repository.RepositoryUri}:train-none"}]}
+    assert container["Command"] == [{"Ref": "ModelName"} if part == "${MODEL_NAME}" else part
+                                    for part in source["command"]]
+    assert container["LogConfiguration"]["Options"]["awslogs-stream-prefix"] == "train"
+    assert container["LogConfiguration"]["Options"]["awslogs-group"] == {"Ref": "LogGroup"}
+    environment = {e["Name"]: e["Value"] for e in container["Environment"]}
+    assert set(environment) == {e["name"] for e in source["environment"]}
+    assert environment["MODEL_STORE"] == {"Fn::Sub": "s3://${ModelBucket}/${StorePrefix}"}
+    assert task["Family"] == {"Fn::Sub": "${EnvironmentName}-train"}
+    assert (task["Cpu"], task["Memory"]) == ({"Ref": "TrainCpu"}, {"Ref": "TrainMemory"})
+    assert task["TaskRoleArn"] == {"Fn::GetAtt": ["TrainingTaskRole", "Arn"]}
+    assert task["ExecutionRoleArn"] == {"Fn::GetAtt": ["ExecutionRole", "Arn"]}
+
+
+def test_a_change_to_ecs_train_task_def_json_reaches_the_stack(tmp_path):
+    shutil.copytree(ROOT / "ecs", tmp_path / "ecs")
+    shutil.copytree(ROOT / "deploy/training", tmp_path / "deploy/training")
+    source = json.loads((ROOT / "ecs/train-task-def.json").read_text())
+    source["containerDefinitions"][0]["environment"].append({"name": "LOG_LEVEL", "value": "${MODEL_NAME}"})
+    (tmp_path / "ecs/train-task-def.json").write_text(json.dumps(source))
+    container = render(load(), root=tmp_path)["Resources"]["TrainingTaskDefinition"]["Properties"][
+        "ContainerDefinitions"][0]
+    assert {"Name": "LOG_LEVEL", "Value": {"Ref": "ModelName"}} in container["Environment"]
+    source["containerDefinitions"][0]["environment"].append({"name": "X", "value": "${NOT_IN_THE_STACK}"})
+    (tmp_path / "ecs/train-task-def.json").write_text(json.dumps(source))
+    from deploy.errors import InvalidInput
+
+    with pytest.raises(InvalidInput, match=r"TrainingTaskDefinition: .*NOT_IN_THE_STACK"):
+        render(load(), root=tmp_path)
+
+
+def test_the_triggers_are_wired_to_the_function(rendered):
+    resources_ = rendered["Resources"]
+    function = {"Fn::GetAtt": ["TrainTriggerFunction", "Arn"]}
+    bucket = resources_["ModelBucket"]["Properties"]
+    assert bucket["NotificationConfiguration"] == {"EventBridgeConfiguration": {"EventBridgeEnabled": True}}
+    rules = resources(rendered, "AWS::Events::Rule")
+    assert set(rules) == {"TrainOnImagePushRule", "TrainOnNewDataRule", "TrainOnScheduleRule",
+                          "TrainTaskStoppedRule"}
+    permissions = resources(rendered, "AWS::Lambda::Permission")
+    invoked = {p["Properties"]["SourceArn"]["Fn::GetAtt"][0]: p for p in permissions.values()}
+    for name, rule in rules.items():
+        (target,) = rule["Properties"]["Targets"]
+        if name == "TrainOnNewDataRule":  # through the debounce queue, which the rule alone may send to
+            assert target["Arn"] == {"Fn::GetAtt": ["TrainDataQueue", "Arn"]} and name not in invoked
+            continue
+        assert target["Arn"] == function
+        permission = invoked[name]
+        assert permission["Properties"]["Principal"] == "events.amazonaws.com"
+        assert permission["Properties"]["FunctionName"] == function
+        assert permission.get("Condition") == rule.get("Condition")
+    assert rules["TrainOnScheduleRule"]["Condition"] == "HasTrainSchedule"
+    assert rules["TrainOnScheduleRule"]["Properties"]["ScheduleExpression"] == {"Ref": "TrainSchedule"}
+    assert rendered["Parameters"]["TrainSchedule"]["Default"] == "cron(0 4 ? * MON *)"
+
+    queue = resources_["TrainDataQueue"]["Properties"]
+    timeout = resources_["TrainTriggerFunction"]["Properties"]["Timeout"]
+    assert queue["DelaySeconds"] == {"Ref": "TrainDebounceSeconds"}
+    assert queue["VisibilityTimeout"] >= 6 * timeout  # Lambda's advice for an SQS source
+    assert queue["RedrivePolicy"]["deadLetterTargetArn"] == {"Fn::GetAtt": ["TrainDeadLetterQueue", "Arn"]}
+    assert rendered["Parameters"]["TrainDebounceSeconds"]["MaxValue"] == 900  # SQS's longest delay
+    (statement,) = resources_["TrainDataQueuePolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    assert statement["Principal"] == {"Service": "events.amazonaws.com"}
+    assert statement["Action"] == "sqs:SendMessage"
+    rule = {"Fn::GetAtt": ["TrainOnNewDataRule", "Arn"]}
+    assert statement["Condition"] == {"ArnEquals": {"aws:SourceArn": rule}}
+    mapping = resources_["TrainDataSource"]["Properties"]
+    assert mapping["EventSourceArn"] == {"Fn::GetAtt": ["TrainDataQueue", "Arn"]}
+    assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"] and mapping["BatchSize"] == 10
+    table = resources_["TrainRunsTable"]["Properties"]
+    assert table["KeySchema"] == [{"AttributeName": "model", "KeyType": "HASH"}]
+    assert table["BillingMode"] == "PAY_PER_REQUEST"
+    # Nothing reaches a training task; it reaches out on 443 only.
+    group = resources_["TrainingSecurityGroup"]["Properties"]
+    assert "SecurityGroupIngress" not in group
+    assert [(e["FromPort"], e["ToPort"]) for e in group["SecurityGroupEgress"]] == [(443, 443)]
+
+
+def test_the_training_outputs_exist(rendered):
+    assert {"TrainTaskFamily", "TrainSubnets", "TrainSecurityGroup", "DataPrefix", "TrainRunsTable",
+            "TrainTriggerFunction"} <= set(rendered["Outputs"])
+    subnets = rendered["Outputs"]["TrainSubnets"]["Value"]
+    assert subnets == rendered["Resources"]["TrainTriggerFunction"]["Properties"]["Environment"]["Variables"][
+        "SUBNETS"]
 
 
 def test_the_service_deploys_safely_behind_the_load_balancer(rendered):

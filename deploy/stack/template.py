@@ -1,10 +1,13 @@
-"""The stack's template: read infra/stack.yaml and render the container definition into it.
+"""The stack's template: read infra/stack.yaml and render the files it names into it.
 
 One source of truth: the container definition lives only in ecs/task-def.json (what
-`scripts/register-task-def` and the rollout render). The template's TaskDefinition names that file in
-its Metadata, with a CloudFormation value for each of the file's `${PLACEHOLDERS}`; `render()` turns
-the file's container definitions into CloudFormation's form (PascalCase keys) and each string with
-placeholders into `Fn::Sub` over those values, so the two cannot drift.
+`scripts/register-task-def` and the rollout render), the training task's in ecs/train-task-def.json.
+A task definition names its file in its Metadata (`ContainerDefinitionsFrom`), with a CloudFormation
+value for each of the file's `${PLACEHOLDERS}`; `render()` turns the file's container definitions into
+CloudFormation's form (PascalCase keys) and each string with placeholders into `Fn::Sub` over those
+values, so the two cannot drift. Likewise a Lambda function's `CodeFrom` names the Python file that
+becomes its inline code (`Code.ZipFile`, which CloudFormation deploys as index.py), so the code the
+tests import is the code deployed.
 """
 
 from __future__ import annotations
@@ -68,25 +71,45 @@ def load(path: Path = TEMPLATE) -> dict:
 
 
 def render(template: dict, root: Path = ROOT) -> dict:
-    """The template with every `ContainerDefinitionsFrom` task definition filled in (a new dict)."""
+    """The template with every `ContainerDefinitionsFrom` task definition and `CodeFrom` function filled
+    in (a new dict)."""
     rendered = json.loads(json.dumps(template))
     for name, resource in rendered["Resources"].items():
-        source = (resource.get("Metadata") or {}).get("ContainerDefinitionsFrom")
-        if not source:
-            continue
-        values = resource["Metadata"].get("Placeholders") or {}
-        try:
-            task_def = json.loads((root / source).read_text())
-        except (OSError, ValueError) as exc:
-            raise InvalidInput(f"{name}: cannot read {source}: {exc}") from None
-        used = set(_PLACEHOLDER.findall(json.dumps(task_def["containerDefinitions"])))
-        missing = sorted(used - set(values))
-        if missing:
-            raise InvalidInput(f"{name}: {source} uses placeholders the template gives no value: "
-                               f"{', '.join(missing)}")
-        resource["Properties"]["ContainerDefinitions"] = [
-            _cfn(container, values) for container in task_def["containerDefinitions"]]
+        metadata = resource.get("Metadata") or {}
+        if metadata.get("ContainerDefinitionsFrom"):
+            _render_containers(name, resource, root)
+        if metadata.get("CodeFrom"):
+            _render_code(name, resource, root)
     return rendered
+
+
+def _render_code(name: str, resource: dict, root: Path) -> None:
+    """Its `Code` as the text of the file `CodeFrom` names, byte for byte."""
+    source = resource["Metadata"]["CodeFrom"]
+    try:
+        code = (root / source).read_bytes().decode("utf-8")  # byte for byte: no newline translation
+    except (OSError, ValueError) as exc:
+        raise InvalidInput(f"{name}: cannot read {source}: {exc}") from None
+    if not code.strip():
+        raise InvalidInput(f"{name}: {source} is empty")
+    resource["Properties"]["Code"] = {"ZipFile": code}
+
+
+def _render_containers(name: str, resource: dict, root: Path) -> None:
+    """Its `ContainerDefinitions` from the file `ContainerDefinitionsFrom` names, placeholders filled."""
+    source = resource["Metadata"]["ContainerDefinitionsFrom"]
+    values = resource["Metadata"].get("Placeholders") or {}
+    try:
+        task_def = json.loads((root / source).read_text())
+    except (OSError, ValueError) as exc:
+        raise InvalidInput(f"{name}: cannot read {source}: {exc}") from None
+    used = set(_PLACEHOLDER.findall(json.dumps(task_def["containerDefinitions"])))
+    missing = sorted(used - set(values))
+    if missing:
+        raise InvalidInput(f"{name}: {source} uses placeholders the template gives no value: "
+                           f"{', '.join(missing)}")
+    resource["Properties"]["ContainerDefinitions"] = [
+        _cfn(container, values) for container in task_def["containerDefinitions"]]
 
 
 def render_text(path: Path = TEMPLATE, root: Path = ROOT) -> str:
