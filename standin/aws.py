@@ -27,9 +27,10 @@ class LocalAws:
         os.environ.setdefault("MOTO_ECS_SERVICE_RUNNING", "1")
         from moto.server import ThreadedMotoServer
 
-        from standin.moto_fixes import patch_change_set_outputs
+        from standin.moto_fixes import patch_change_set_outputs, patch_change_set_template_url
 
         patch_change_set_outputs()
+        patch_change_set_template_url()
         # moto moves a task to STOPPED the first time it is described; ECS keeps it RUNNING until its
         # container exits. The local task runner marks it STOPPED then (write_moto_task_stopped).
         from moto.moto_api import state_manager
@@ -96,7 +97,11 @@ class LocalAws:
             "ModelName": model_name,
             "DesiredCount": "1", "MinTasks": "1", "MaxTasks": "1",
         })
-        stacks = Stacks(CloudFormation(self.client("cloudformation")), log=lambda line: None, poll=0.2)
+        from deploy.stack.templates import TemplateBucket
+
+        templates = TemplateBucket(self.client("s3"), self.client("sts"), REGION)
+        stacks = Stacks(CloudFormation(self.client("cloudformation")), log=lambda line: None, poll=0.2,
+                        templates=templates)
         stacks.plan(STACK_NAME, json.dumps(template.render(loaded)), given, change_set="local")
         outputs = stacks.execute(STACK_NAME, "local", timeout=300)
         self.resources = from_stack_outputs(outputs)

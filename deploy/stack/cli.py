@@ -88,8 +88,11 @@ def _clients(region: str | None):
     from deploy.aws import client
     from deploy.stack.cloudformation import CloudFormation
     from deploy.stack.deployer import Stacks
+    from deploy.stack.templates import TemplateBucket
 
-    return Stacks(CloudFormation(client("cloudformation", region)), log=say), region
+    cfn = client("cloudformation", region)
+    templates = TemplateBucket(client("s3", region), client("sts", region), cfn.meta.region_name)
+    return Stacks(CloudFormation(cfn), log=say, templates=templates), region
 
 
 def _template_and_parameters(args) -> tuple[str, dict[str, str]]:

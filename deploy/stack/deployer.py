@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 from deploy.errors import (
     DeployError,
+    InvalidInput,
     NoChanges,
     Refused,
     RollbackFailed,
@@ -86,10 +87,22 @@ class Stacks:
 
     def __init__(self, cfn, *, log: Callable[[str], None] = print,
                  clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
-                 poll: float = 5.0):
+                 poll: float = 5.0, templates=None):
         self.cfn, self.log, self.clock, self.sleep, self.poll = cfn, log, clock, sleep, poll
+        # Where a template over CloudFormation's inline limit goes (deploy/stack/templates.py).
+        self.templates = templates
 
     # -- plan ------------------------------------------------------------------------------
+    def _template_source(self, stack: str, body: str) -> dict:
+        from deploy.stack.templates import BODY_LIMIT
+
+        if self.templates is not None:
+            return self.templates.source(stack, body)
+        if len(body.encode()) > BODY_LIMIT:
+            raise InvalidInput(f"the template is {len(body.encode()):,} bytes, over CloudFormation's "
+                               f"{BODY_LIMIT:,} for an inline template, and no templates bucket was given")
+        return {"TemplateBody": body}
+
     def plan(self, stack: str, template_body: str, parameters: dict[str, str], *, change_set: str,
              timeout: float = 300.0) -> Plan:
         """Make a change set (see the module docstring); NoChanges if it would change nothing."""
@@ -103,9 +116,10 @@ class Stacks:
                     "(continue the rollback or delete it) and deploy again")
             raise StackFailed(f"stack {stack} is {status}: {hint}")
         kind = "UPDATE" if status and status != "REVIEW_IN_PROGRESS" else "CREATE"
+        source = self._template_source(stack, template_body)
         try:
             self.cfn.create_change_set(StackName=stack, ChangeSetName=change_set, ChangeSetType=kind,
-                                       TemplateBody=template_body, Capabilities=CAPABILITIES,
+                                       **source, Capabilities=CAPABILITIES,
                                        Parameters=self._parameters(current if kind == "UPDATE" else None,
                                                                    parameters),
                                        Description="scripts/stack plan")
