@@ -37,7 +37,7 @@ from pathlib import Path
 from model.exit_codes import ExitCode, text_table
 from model.gitinfo import head_commit
 from model.store import DEFAULT_ALIAS, DEFAULT_NAME
-from standin.aws import STACK_NAME, LocalAws, MotoDeployments
+from standin.aws import REGION, STACK_NAME, LocalAws, MotoDeployments
 from standin.errors import PipelineError, PipelineUsageError
 from standin.images import AutoLauncher, LocalEcrImages, local_image_tools
 from standin.jenkins import StageResult, dry_run, make_targets, post_always, print_result, run_stage, summary
@@ -58,6 +58,7 @@ class Options:
     approve: bool = False
     require_approval: bool = False
     agent: str = "auto"
+    train_on: str = "agent"
     workspace: Path | None = None
     keep_going: bool = False
     plan_only: bool = False
@@ -87,7 +88,8 @@ def run(options: Options) -> int:
     """Run the selected pipelines locally; returns the exit code."""
     workspace = make_workspace(options.workspace) if options.workspace else ROOT
     commit = head_commit(ROOT) or "local"
-    params = {"PIPELINE": options.pipeline, "REQUIRE_APPROVAL": str(options.require_approval).lower()}
+    params = {"PIPELINE": options.pipeline, "REQUIRE_APPROVAL": str(options.require_approval).lower(),
+              "TRAIN_ON": options.train_on}
     plan = dry_run(workspace / "Jenkinsfile", branch=options.branch, params=params, changed=options.changed,
                    env={"GIT_COMMIT": commit})
     if options.plan_only:
@@ -127,6 +129,8 @@ def run(options: Options) -> int:
             extra_env={**aws.env, "MODEL_CACHE_DIR": str(run_dir / "model-cache")},
             reporter=MotoDeployments(resources["ECS_CLUSTER"], resources["ECS_SERVICE"]),
         ).start()
+        if "train-task" in targets:
+            cleanup.enter_context(training_tasks(aws, resources, workspace))
         env = {
             **os.environ,
             **aws.env,
@@ -171,6 +175,18 @@ def run(options: Options) -> int:
 
 
 
+def training_tasks(aws: LocalAws, resources: dict[str, str], workspace: Path):
+    """The stand-in for Fargate's one-off tasks, for `make train-task` (Train in ECS): the stack's
+    training tasks run from the workspace (its training image is a placeholder until one is pushed)."""
+    from standin.task_runner import CheckoutLauncher, LocalTaskRunner
+
+    print(f"pipeline-local: training tasks of {resources['TRAIN_TASK_FAMILY']} run from the checkout",
+          flush=True)
+    return LocalTaskRunner(ecs=aws.client("ecs"), logs=aws.client("logs"), cluster=resources["ECS_CLUSTER"],
+                           family=resources["TRAIN_TASK_FAMILY"], region=REGION,
+                           launcher=CheckoutLauncher(workspace), extra_env=aws.env)
+
+
 def seed_model(workspace: Path, env: dict[str, str]) -> None:
     """Publish and promote a default model when no stage will: the deploy pipeline expects one, as in AWS."""
     print("pipeline-local: no stage publishes a model: seeding the store with a default one", flush=True)
@@ -192,6 +208,9 @@ def parse_args(argv: list[str] | None) -> Options:
     parser.add_argument("--require-approval", action="store_true",
                         help="the REQUIRE_APPROVAL parameter: stop for approval before Promote")
     parser.add_argument("--approve", action="store_true", help="answer approval prompts with yes")
+    parser.add_argument("--train-on", choices=["agent", "ecs"], default="agent",
+                        help="the TRAIN_ON parameter: ecs trains as a task that a local runner runs "
+                             "(default %(default)s)")
     parser.add_argument("--agent", choices=["auto", "gunicorn", "podman"], default="auto",
                         help="how the local ECS agent runs a task: the image under podman when it exists "
                              "locally (auto), or always gunicorn from the checkout")
@@ -212,7 +231,7 @@ def parse_args(argv: list[str] | None) -> Options:
             parser.error(f"--changed takes a path inside the repository, got {path!r}")
     return Options(
         pipeline=args.pipeline, branch=args.branch, changed=args.changed, approve=args.approve,
-        require_approval=args.require_approval, agent=args.agent,
+        require_approval=args.require_approval, agent=args.agent, train_on=args.train_on,
         workspace=args.workspace.resolve() if args.workspace else None, keep_going=args.keep_going,
         plan_only=args.plan, skip=args.skip_stage,
         podman_root=args.podman_root.resolve() if args.podman_root else None,

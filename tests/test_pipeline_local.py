@@ -140,3 +140,20 @@ def test_a_refused_approval_stops_the_pipeline_before_promote(tmp_path):
     assert results[-1] == ("Approve", "FAILED")
     assert [name for name, _ in results] == ["Test", "Train", "Quality gate", "Publish", "Approve"]
     assert "no terminal to ask and no --approve: refused" in answer.stdout
+
+
+@pytest.mark.slow
+def test_train_on_ecs_trains_in_a_task_the_local_runner_runs_then_promotes_and_rolls_out(tmp_path):
+    require_tool("groovy", "the stages come from the Jenkinsfile's dry run")
+    answer = pipeline("--workspace", str(tmp_path / "ws"), "--pipeline", "train", "--train-on", "ecs",
+                      "--agent", "gunicorn")
+    assert answer.returncode == 0, answer.stdout[-3000:] + answer.stderr[-3000:]
+    assert stage_results(answer.stdout) == [("Test", "ok"), ("Train in ECS", "ok"),
+                                            ("Promote and roll out", "ok")]
+    # scripts/train-task followed the task's log from moto's CloudWatch Logs and read its version.
+    published = re.search(r"^published digits (\S+)$", answer.stdout, re.M)
+    assert published, answer.stdout[-3000:]
+    assert f"  | published digits {published[1]} to s3://" in answer.stdout
+    assert "local-task-runner: started task" in answer.stderr
+    # The rollout moved production to that version and the local ECS agent serves it.
+    assert f"--promote {published[1]}" in answer.stdout
