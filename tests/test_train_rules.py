@@ -274,3 +274,82 @@ def test_the_task_stopped_rule_matches_stopped_training_tasks_of_this_cluster_on
     got = {event["detail"]["taskArn"] for event in received(deployed, url)}
     assert got == {tasks[case] for case, spec in cases.items() if spec[-1]}, [
         case for case in cases if tasks[case] in got]
+
+
+@contextmanager
+def run_task_requests():
+    """The parameters of every RunTask boto3's default session sends meanwhile (moto keeps no network
+    configuration of a task in this stack's VPC)."""
+    import boto3
+
+    requests: list[dict] = []
+
+    def record(params, **_):
+        requests.append(dict(params))
+
+    boto3.setup_default_session()
+    boto3.DEFAULT_SESSION.events.register("before-parameter-build.ecs.RunTask", record)
+    try:
+        yield requests
+    finally:
+        boto3.DEFAULT_SESSION.events.unregister("before-parameter-build.ecs.RunTask", record)
+
+
+def test_the_deployed_function_trains_with_a_pushed_image_once_at_a_time(unscheduled, aws_env, monkeypatch):
+    """The stack's wiring end to end, but for Lambda itself: the push event as the rule delivered it,
+    handed to deploy/training/trigger.py with the deployed function's environment, starts one task of
+    the stack's training family in its subnets; a second push waits for the first task to stop."""
+    from deploy.training import trigger
+
+    stack, aws = unscheduled, unscheduled["aws"]
+    out, repository = stack["outputs"], stack["outputs"]["EcrRepository"]
+    url = observe(stack, "on-image-push", function_arn(stack))
+    digests = ["sha256:" + uuid.uuid4().hex * 2 for _ in range(2)]
+    for n, digest in enumerate(digests):
+        push = ecr_action(repository, f"train-{n}", "SUCCESS", "PUSH", digest)
+        put(stack, "aws.ecr", "ECR Image Action", push, [])
+    pushes = received(stack, url)
+    assert [event["detail"]["image-digest"] for event in pushes] == digests
+    # moto's delivery drops the event's "account" (its default input template has no such field);
+    # EventBridge delivers the whole event, account included.
+    account = out["EcrRepositoryUri"].split(".", 1)[0]
+    for event in pushes:
+        event.setdefault("account", account)
+    variables = aws["lambda"].get_function_configuration(FunctionName=out["TrainTriggerFunction"])[
+        "Environment"]["Variables"]
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+
+    def running() -> list[dict]:
+        arns = aws["ecs"].list_tasks(cluster=out["ClusterName"], family=out["TrainTaskFamily"],
+                                     desiredStatus="RUNNING")["taskArns"]
+        return aws["ecs"].describe_tasks(cluster=out["ClusterName"], tasks=arns)["tasks"] if arns else []
+
+    with run_task_requests() as requests:
+        trigger.handler(pushes[0])
+    (task,) = running()
+    assert (task["group"], task["startedBy"]) == ("train:digits", "train-trigger")
+    assert task["launchType"] == "FARGATE"
+    definition = aws["ecs"].describe_task_definition(taskDefinition=task["taskDefinitionArn"])[
+        "taskDefinition"]
+    assert definition["family"] == out["TrainTaskFamily"]
+    assert definition["containerDefinitions"][0]["image"].endswith(f"/{repository}@{digests[0]}")
+    (request,) = requests
+    assert request["networkConfiguration"]["awsvpcConfiguration"] == {
+        "subnets": out["TrainSubnets"].split(","), "securityGroups": [out["TrainSecurityGroup"]],
+        "assignPublicIp": "ENABLED"}
+
+    trigger.handler(pushes[1])  # while the first runs: recorded, not started
+    assert [t["taskArn"] for t in running()] == [task["taskArn"]]
+
+    aws["ecs"].stop_task(cluster=out["ClusterName"], task=task["taskArn"], reason="done")
+    (stopped,) = aws["ecs"].describe_tasks(cluster=out["ClusterName"], tasks=[task["taskArn"]])["tasks"]
+    detail = {key: stopped[key] for key in ("clusterArn", "taskArn", "taskDefinitionArn", "group",
+                                            "lastStatus", "desiredStatus", "startedBy")}
+    url = observe(stack, "task-stopped", function_arn(stack))
+    put(stack, "aws.ecs", "ECS Task State Change", detail, [task["taskArn"]])
+    (change,) = received(stack, url)
+    change.setdefault("account", account)
+    trigger.handler(change)  # the lock is released, and the recorded push starts one more run
+    (after,) = running()
+    assert after["taskArn"] != task["taskArn"] and after["group"] == "train:digits"
