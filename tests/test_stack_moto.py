@@ -195,6 +195,27 @@ def test_a_second_plan_has_no_changes_and_an_update_plan_keeps_what_the_service_
     boto3.client("cloudformation").delete_change_set(StackName=name, ChangeSetName=plan["change_set"])
 
 
+def test_an_update_keeps_the_training_image_a_push_registered(deployed):
+    import boto3
+
+    from deploy.task_def import derive
+
+    env, name, out = deployed["env"], deployed["stack"], deployed["outputs"]
+    ecs = boto3.client("ecs")
+    family = out["TrainTaskFamily"]
+    placeholder = ecs.describe_task_definition(taskDefinition=family)["taskDefinition"]
+    assert placeholder["containerDefinitions"][0]["image"].endswith(":train-none")
+    # What the trigger does on a push of train-<commit>: a revision with the pushed image by digest.
+    pushed = deployed["image"].replace("c" * 64, "e" * 64)
+    ecs.register_task_definition(**derive(placeholder, image=pushed))
+
+    planned = stack(env, "plan", "--stack-name", name, "--param", "DesiredCount=3")
+    assert planned.returncode == 0, planned.stdout + planned.stderr
+    assert f"keeping the training image: {pushed}" in planned.stdout
+    again = stack(env, "plan", "--stack-name", name, "--param", "TrainImage=", "--param", "DesiredCount=3")
+    assert "keeping the training image" not in again.stdout  # the caller chose: the caller wins
+
+
 def test_destroy_refuses_a_store_with_models_unless_forced(deployed_in_existing_vpc, trained_digits):
     # In an existing VPC: moto 5.2 deletes a stack's own VPC before what is in it and fails
     # (DependencyViolation); AWS deletes in dependency order. The existing VPC path is covered too.

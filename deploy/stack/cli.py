@@ -124,10 +124,40 @@ def _keep_running_unit(stacks, args, given: dict[str, str]) -> dict[str, str]:
     return {**given, "Image": image, "ModelVersion": version or ""}
 
 
+def _keep_training_image(stacks, args, given: dict[str, str]) -> dict[str, str]:
+    """Pass the training family's newest image on (a push registered it), unless the caller chose one.
+
+    The trigger registers a revision with each pushed training image; an update that re-rendered the
+    family from an empty TrainImage would make the placeholder the newest revision again."""
+    if "TrainImage" in given:
+        return given
+    current = stacks.cfn.stack(args.stack_name)
+    outputs = {o["OutputKey"]: o["OutputValue"] for o in (current or {}).get("Outputs", [])}
+    if "TrainTaskFamily" not in outputs:
+        return given
+    from deploy.aws import client
+    from deploy.ecs import EcsClient
+    from deploy.errors import DeployError
+    from deploy.training.runner import CONTAINER
+
+    try:
+        ecs = EcsClient(client("ecs", args.region))
+        definition = ecs.describe_task_definition(outputs["TrainTaskFamily"])
+    except DeployError:  # no revision (yet): nothing to keep
+        return given
+    image = next((c.get("image", "") for c in definition.get("containerDefinitions", [])
+                  if c.get("name") == CONTAINER), "")
+    if not image or image.endswith(":train-none"):  # the placeholder of a stack with no training image
+        return given
+    say(f"keeping the training image: {image}")
+    return {**given, "TrainImage": image}
+
+
 def plan(args) -> None:
     stacks, _ = _clients(args.region)
     body, given = _template_and_parameters(args)
     given = _keep_running_unit(stacks, args, given)
+    given = _keep_training_image(stacks, args, given)
     name = args.change_set or datetime.now(UTC).strftime("plan-%Y%m%dT%H%M%SZ")
     try:
         made = stacks.plan(args.stack_name, body, given, change_set=name)
@@ -169,6 +199,7 @@ def deploy(args) -> None:
     else:
         body, given = _template_and_parameters(args)
         given = _keep_running_unit(stacks, args, given)
+        given = _keep_training_image(stacks, args, given)
         name = datetime.now(UTC).strftime("deploy-%Y%m%dT%H%M%SZ")
         try:
             made = stacks.plan(args.stack_name, body, given, change_set=name)
