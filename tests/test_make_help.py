@@ -46,7 +46,9 @@ def test_make_help_lists_the_groups_in_a_newcomers_order():
     assert [next(g for g in GROUPS if h.startswith(g)) for h in headings] == GROUPS, headings
     run = sections[headings[0]]
     assert run[:2] == ["run", "test"], run
-    assert sections[headings[2]] == ["train", "gate", "publish", "promote"]  # the pipeline's order
+    # the pipeline's order, then its Train in ECS stage and the training image it runs
+    assert sections[headings[2]] == ["train", "gate", "publish", "promote", "train-task", "image-train",
+                                     "push-train"]
 
 
 def test_make_help_lists_every_described_target_once():

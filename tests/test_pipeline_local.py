@@ -148,8 +148,8 @@ def test_train_on_ecs_trains_in_a_task_the_local_runner_runs_then_promotes_and_r
     answer = pipeline("--workspace", str(tmp_path / "ws"), "--pipeline", "train", "--train-on", "ecs",
                       "--agent", "gunicorn")
     assert answer.returncode == 0, answer.stdout[-3000:] + answer.stderr[-3000:]
-    assert stage_results(answer.stdout) == [("Test", "ok"), ("Train in ECS", "ok"),
-                                            ("Promote and roll out", "ok")]
+    ran = [(name, status) for name, status in stage_results(answer.stdout) if status != "skipped"]
+    assert ran == [("Test", "ok"), ("Train in ECS", "ok"), ("Promote and roll out", "ok")]
     # scripts/train-task followed the task's log from moto's CloudWatch Logs and read its version.
     published = re.search(r"^published digits (\S+)$", answer.stdout, re.M)
     assert published, answer.stdout[-3000:]
