@@ -1,0 +1,1 @@
+"""Scoring files: batch runs and uploads, and their stored predictions."""
