@@ -83,6 +83,7 @@ STACK_OUTPUTS: dict[str, str] = {
     "DATA_PREFIX": "DataPrefix",
     "TRAIN_RUNS_TABLE": "TrainRunsTable",
     "TRAIN_TRIGGER_FUNCTION": "TrainTriggerFunction",
+    "PREDICTIONS_TABLE": "PredictionsTable",
 }
 
 

@@ -190,7 +190,8 @@ def test_the_triggers_are_wired_to_the_function(rendered):
     function = {"Fn::GetAtt": ["TrainTriggerFunction", "Arn"]}
     bucket = resources_["ModelBucket"]["Properties"]
     assert bucket["NotificationConfiguration"] == {"EventBridgeConfiguration": {"EventBridgeEnabled": True}}
-    rules = resources(rendered, "AWS::Events::Rule")
+    rules = {name: rule for name, rule in resources(rendered, "AWS::Events::Rule").items()
+             if name != "ScoreOnUploadRule"}  # the scoring rule: tests/test_score_stack.py
     assert set(rules) == {"TrainOnImagePushRule", "TrainOnNewDataRule", "TrainOnScheduleRule",
                           "TrainTaskStoppedRule"}
     permissions = resources(rendered, "AWS::Lambda::Permission")
