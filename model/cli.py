@@ -1,4 +1,4 @@
-"""`python -m model`: train, import, publish, report, list, show, promote, rollback, verify, resolve.
+"""`python -m model`: train, import, publish, report, list, show, promote, rollback, verify, resolve, score.
 
 Every failure is one line on stderr, `error: ...`, and an exit code from model/exit_codes.py
 (printed at the end of `--help`).
@@ -17,6 +17,8 @@ from model.commands.aliases import cmd_promote, cmd_rollback
 from model.commands.browsing import cmd_history, cmd_list, cmd_models, cmd_resolve, cmd_show, cmd_verify
 from model.commands.maintenance import cmd_clean, cmd_keygen
 from model.commands.publishing import cmd_gate, cmd_import, cmd_publish, cmd_report, cmd_train
+from model.commands.scoring import add_arguments as add_score_arguments
+from model.commands.scoring import cmd_score
 from model.errors import ModelError
 from model.exit_codes import ExitCode, text_table
 from model.store import DEFAULT_ALIAS, DEFAULT_NAME, DEFAULT_STORE
@@ -257,6 +259,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--dry-run", action="store_true", help="list what would be removed")
     p.set_defaults(func=cmd_clean)
+
+    p = sub.add_parser(
+        "score",
+        parents=[common, select, verifying],
+        help="score .csv/.jsonl files (a file, a folder or an s3:// prefix) with a verified version, "
+        "resumably, in parallel processes",
+    )
+    add_score_arguments(p)
+    p.set_defaults(func=cmd_score)
 
     p = sub.add_parser("keygen", help="make an Ed25519 key pair for signing models")
     p.add_argument("folder", type=Path, help="where signing.pem (0600) and verify.pem are written")

@@ -34,6 +34,7 @@ class ExitCode(IntEnum):
     NO_CHANGES = 16
     RECIPE_FAILED = 17
     TASK_FAILED = 18
+    ROWS_FAILED = 19
     INTERRUPTED = 130
 
 
@@ -77,6 +78,11 @@ TABLE: dict[ExitCode, tuple[str, str]] = {
     ExitCode.TASK_FAILED: ("a training task (`scripts/train-task`) stopped before its command finished: "
                            "the image could not be pulled, it ran out of memory, it was stopped, or the wait "
                            "timed out (the task is then stopped)", "nothing in the store"),
+    ExitCode.ROWS_FAILED: ("`model score` finished, but some rows (or whole input files) could not be "
+                           "scored: each row's reason is in `<output>.errors.jsonl`, a failed file's on "
+                           "stderr",
+                           "the rows that scored are written; a re-run skips the complete outputs and "
+                           "retries the failed files"),
     ExitCode.INTERRUPTED: ("interrupted (Ctrl-C, SIGTERM) before anything changed", "nothing"),
 }
 
