@@ -419,3 +419,25 @@ def test_unprocessed_items_are_retried_until_written():
 
     with pytest.raises(predictions.Unprocessed, match="unprocessed"):
         predictions.batch_put(Stuck(), "t", [{"PK": {"S": "x"}}], sleep=lambda s: None)
+
+
+def test_an_unsigned_version_is_refused_when_a_verification_key_is_set(scoring, tmp_path, monkeypatch):
+    from model.signing import generate_key_pair
+
+    _, public = generate_key_pair(tmp_path / "keys")
+    monkeypatch.setenv("MODEL_VERIFY_KEY", str(public))
+    doc = upload(scoring, "score/unsigned.csv", digits_csv(digits_rows(3, seed=11)))
+    result = invoke(scoring, doc)["results"][0]
+    assert result["action"] == "dead-lettered" and "not signed" in result["reason"], result
+    assert table_items(scoring) == []
+
+
+def test_settings_name_what_is_missing_and_have_the_contract_defaults():
+    with pytest.raises(RuntimeError, match="MODEL_STORE, PREDICTIONS_TABLE, DEAD_LETTER_QUEUE_URL"):
+        events.settings({})
+    config = events.settings({"MODEL_STORE": "s3://b/models", "PREDICTIONS_TABLE": "t",
+                              "DEAD_LETTER_QUEUE_URL": "https://queue", "ID_COLUMN": "",
+                              "MODEL_VERIFY_KEY": ""})
+    assert (config.name, config.alias, config.version, config.prefix, config.id_column,
+            config.verify_key) == ("digits", "production", None, "score", None, None)
+    assert config.cache_dir.endswith("model-cache")
