@@ -19,6 +19,8 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+import orjson
+
 from model.errors import ModelError, UsageError
 from model.exit_codes import ExitCode
 from model.scoring.batch_model import open_predictor, score_chunk
@@ -124,8 +126,11 @@ def complete(job: Job, settings: Settings) -> dict | None:
     return None
 
 
-def _line(record: dict) -> str:
-    return json.dumps(record, ensure_ascii=False, separators=(",", ":"))
+def _line(record: dict) -> bytes:
+    try:
+        return orjson.dumps(record)
+    except TypeError:  # an id orjson cannot write (an integer beyond 64 bits)
+        return json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 def score_file(predictor, job: Job, settings: Settings,
@@ -164,12 +169,14 @@ def score_file(predictor, job: Job, settings: Settings,
             errors.discard()
         raise
     failed = errors.lines if errors is not None else 0
+    seconds = time.monotonic() - started
     write_done(job.output, {
         "rows": out.lines, "errors": failed, "model": settings.name, "version": settings.version,
+        "seconds": round(seconds, 3),
         "input": {"uri": job.file.uri, "size": job.file.size, "etag": job.file.etag},
         "finished_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     })
-    return Outcome(job, "scored", rows=out.lines, errors=failed, seconds=time.monotonic() - started)
+    return Outcome(job, "scored", rows=out.lines, errors=failed, seconds=seconds)
 
 
 def _guarded(predictor, job: Job, settings: Settings, report) -> Outcome:

@@ -98,6 +98,8 @@ def _csv_rows(lines, layout: Layout, source: str) -> Iterator[Row]:
         order, kinds = [positions[name] for name in layout.features], layout.kinds
     width = len(header)
     numbers = all(kind == "number" for kind in kinds)
+    # The usual export: the features in order, side by side (the id before or after them).
+    span = slice(order[0], order[-1] + 1) if order == list(range(order[0], order[0] + len(order))) else None
     for number, cells in enumerate(reader, start=1):
         if not cells:
             continue  # a blank line
@@ -110,7 +112,7 @@ def _csv_rows(lines, layout: Layout, source: str) -> Iterator[Row]:
             yield Row(number, row_id, cells[order[0]])
         elif numbers:
             try:
-                values = [float(cells[j]) for j in order]
+                values = list(map(float, cells[span])) if span else [float(cells[j]) for j in order]
             except ValueError:
                 values = [_cell("number", cells[j]) for j in order]
             yield Row(number, row_id, values)

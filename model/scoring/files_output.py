@@ -44,11 +44,12 @@ class Staged:
             # One fixed name per target: the leftover of a killed run is overwritten by the next.
             self._tmp = os.path.join(folder, f".{name}.partial")
             fd = os.open(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
-        self._file = os.fdopen(fd, "w", encoding="utf-8")
+        self._file = os.fdopen(fd, "wb", buffering=1 << 16)
 
-    def write(self, line: str) -> None:
+    def write(self, line: bytes) -> None:
+        """One line (JSON, UTF-8, without its newline)."""
         self._file.write(line)
-        self._file.write("\n")
+        self._file.write(b"\n")
         self.lines += 1
 
     def commit(self) -> None:
