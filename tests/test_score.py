@@ -92,12 +92,16 @@ def test_an_s3_prefix_is_scored_into_an_s3_prefix_as_in_process_predictions(aws_
         done = json.loads(s3.get_object(Bucket=s3_bucket, Key=f"scored/{stem}.jsonl.done")["Body"].read())
         assert done["rows"] == len(rows) and done["errors"] == 0 and done["model"] == "digits"
         assert done["input"]["size"] == len(text.encode())
-    keys = {o["Key"] for o in s3.list_objects_v2(Bucket=s3_bucket, Prefix="scored/")["Contents"]}
-    assert not any(k.endswith(".errors.jsonl") for k in keys) and len(keys) == 6
+    listed = {o["Key"]: o["LastModified"] for o in s3.list_objects_v2(Bucket=s3_bucket,
+                                                                      Prefix="scored/")["Contents"]}
+    assert not any(k.endswith(".errors.jsonl") for k in listed) and len(listed) == 6
+    time.sleep(1)  # S3 times have one-second resolution: a rewrite would show
 
     again = cli_ok(run_cli("score", f"s3://{s3_bucket}/batch", f"s3://{s3_bucket}/scored", "--store",
                            local_store, "--id-column", "id", env=aws_env))
     assert "0 scored, 3 skipped" in again and again.count("skipped s3://") == 3
+    assert {o["Key"]: o["LastModified"] for o in s3.list_objects_v2(Bucket=s3_bucket,
+                                                                     Prefix="scored/")["Contents"]} == listed
 
 
 # -- a local folder ------------------------------------------------------------------------------------

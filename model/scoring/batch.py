@@ -232,9 +232,10 @@ def run(loaded, jobs: list[Job], settings: Settings, *, workers: int, progress) 
     drain = threading.Thread(target=_drain, args=(queue, progress), daemon=True)
     start = {"initializer": _start_worker, "initargs": (loaded, settings, queue)}
     with ProcessPoolExecutor(processes, **start) as pool:
-        drain.start()
         try:
-            for future in as_completed([pool.submit(_work, job) for job in todo]):
+            futures = [pool.submit(_work, job) for job in todo]
+            drain.start()  # after the workers are forked: none inherits a thread mid-call
+            for future in as_completed(futures):
                 outcome = future.result()
                 summary.outcomes.append(outcome)
                 progress.file_done(outcome)
