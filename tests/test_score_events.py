@@ -410,7 +410,8 @@ def test_unprocessed_items_are_retried_until_written():
             (table, requests), = RequestItems.items()
             return {"UnprocessedItems": {table: requests[1:]} if len(requests) > 1 else {}}
 
-    predictions.batch_put(Throttled(), "t", [{"PK": {"S": str(i)}} for i in range(30)], sleep=lambda s: None)
+    predictions.batch_put(Throttled(), "t", [{"PK": {"S": str(i)}} for i in range(30)], sleep=lambda s: None,
+                          workers=1)
     assert [len(c["t"]) for c in calls] == [*range(25, 0, -1), 5, 4, 3, 2, 1]
 
     class Stuck:

@@ -171,23 +171,36 @@ def prediction_item(scored: Scored, row: int, prediction: dict) -> dict:
     return item
 
 
-def batch_put(dynamodb, table: str, items: list[dict], *, sleep=time.sleep) -> None:
-    """Put items 25 at a time, retrying UnprocessedItems with backoff; Unprocessed once _BATCH_ATTEMPTS
-    calls in a row made no progress (throttling that does not ease: a transient failure)."""
-    for start in range(0, len(items), BATCH_ITEMS):
-        pending = {table: [{"PutRequest": {"Item": item}} for item in items[start:start + BATCH_ITEMS]]}
-        left, stalled = len(pending[table]), 0
-        while pending:
-            answer = dynamodb.batch_write_item(RequestItems=pending)
-            pending = answer.get("UnprocessedItems") or {}
-            now_left = sum(len(v) for v in pending.values())
-            stalled = stalled + 1 if now_left >= left else 0
-            left = now_left
-            if pending and stalled >= _BATCH_ATTEMPTS:
-                raise Unprocessed(f"DynamoDB left {left} item(s) of {table} unprocessed after "
-                                  f"{_BATCH_ATTEMPTS} attempts without progress")
-            if pending:
-                sleep(min(0.05 * 2 ** stalled, 2.0))
+def batch_put(dynamodb, table: str, items: list[dict], *, sleep=time.sleep, workers: int = 4) -> None:
+    """Put items 25 at a time (`workers` calls at once), retrying UnprocessedItems with backoff;
+    Unprocessed once _BATCH_ATTEMPTS calls in a row made no progress (throttling that does not ease:
+    a transient failure)."""
+    groups = [items[i:i + BATCH_ITEMS] for i in range(0, len(items), BATCH_ITEMS)]
+    if workers <= 1 or len(groups) <= 1:
+        for group in groups:
+            _put_group(dynamodb, table, group, sleep)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:  # boto3 clients are thread-safe
+        for done in [pool.submit(_put_group, dynamodb, table, group, sleep) for group in groups]:
+            done.result()
+
+
+def _put_group(dynamodb, table: str, group: list[dict], sleep) -> None:
+    pending = {table: [{"PutRequest": {"Item": item}} for item in group]}
+    left, stalled = len(group), 0
+    while pending:
+        answer = dynamodb.batch_write_item(RequestItems=pending)
+        pending = answer.get("UnprocessedItems") or {}
+        now_left = sum(len(v) for v in pending.values())
+        stalled = stalled + 1 if now_left >= left else 0
+        left = now_left
+        if pending and stalled >= _BATCH_ATTEMPTS:
+            raise Unprocessed(f"DynamoDB left {left} item(s) of {table} unprocessed after "
+                              f"{_BATCH_ATTEMPTS} attempts without progress")
+        if pending:
+            sleep(min(0.05 * 2 ** stalled, 2.0))
 
 
 def _already_counted(exc: ClientError) -> bool:
