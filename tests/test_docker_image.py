@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -30,8 +31,13 @@ def test_dockerfile_is_hadolint_clean():
 def test_dockerfile_has_the_required_shape():
     text = (ROOT / "docker/Dockerfile").read_text()
     assert "ARG BASE_IMAGE=python:3.11-slim" in text
-    assert text.count("FROM ${BASE_IMAGE}") == 3  # multi-stage: builder, the training image, the service
+    # multi-stage: builder, the training image, the Lambda scoring image, the service
+    assert text.count("FROM ${BASE_IMAGE}") == 4
     assert text.rstrip().endswith('CMD ["serve"]')  # the service is the last stage: the default target
+    stages = re.findall(r"^FROM (\S+)(?: AS (\S+))?", text, re.MULTILINE)
+    assert stages[-1] == ("${BASE_IMAGE}", "") and ("${BASE_IMAGE}", "score") in stages
+    assert 'ENTRYPOINT ["python", "-m", "awslambdaric"]' in text
+    assert 'CMD ["model.scoring.events.handler"]' in text and '".[lambda]"' in text
     assert "USER 10001" in text and "-c constraints.txt" in text and "[dev]" not in text
     assert "HEALTHCHECK" in text and 'CMD ["python", "-c"' in text
     assert 'ENTRYPOINT ["/usr/local/bin/entrypoint"]' in text and 'CMD ["serve"]' in text
