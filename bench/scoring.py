@@ -1,7 +1,9 @@
-"""Batch scoring against in-process prediction: `python -m bench.scoring [--rows N] [--runs 3]`.
+"""Batch scoring against in-process prediction:
+`python -m bench.scoring [--model digits|forest] [--rows N] [--runs 3]`.
 
-The digits model is trained and published (compiled to ONNX when it converts) into a temporary
-store; a CSV of N digits rows is written; then, medians of `--runs` runs:
+The model (digits, the default: the issue's; or bench/models.py's 100-tree random forest, whose
+prediction costs more than reading its rows) is trained and published (compiled to ONNX when it
+converts) into a temporary store; a CSV of N of its rows is written; then, medians of `--runs` runs:
 
 - `model score`: `python -m model score FILE OUT --workers 1` as a user runs it; its rate is the
   file's own (rows / the seconds its done marker records, from opening the file to committing the
@@ -34,25 +36,34 @@ import orjson
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _prepare(workdir: Path, rows: int):
-    from model.data import load_dataset
+def _prepare(workdir: Path, model: str, rows: int):
     from model.loader import load_model
     from model.store import ModelStore
-    from model.train import train
 
-    data = load_dataset("digits")
+    if model == "digits":
+        from model.data import load_dataset
+        from model.train import train
+
+        data = load_dataset("digits")
+        candidate, base = train(data, name=model), np.asarray(data.X)
+    else:  # bench/models.py's 100-tree random forest on breast-cancer rows: the model costs more
+        from sklearn.datasets import load_breast_cancer
+
+        from bench.models import _forest
+
+        candidate, _ = _forest(model)
+        base = load_breast_cancer().data
     store = ModelStore(str(workdir / "store"))
-    candidate = train(data, name="digits")
     artifact, manifest = candidate
     store.publish(artifact, manifest, onnx=candidate.onnx)
-    store.move_alias("digits", "production", manifest["version"])
-    X = np.vstack([data.X] * (-(-rows // len(data.X))))[:rows]
+    store.move_alias(model, "production", manifest["version"])
+    X = np.vstack([base] * (-(-rows // len(base))))[:rows]
     source = workdir / "rows.csv"
     with open(source, "w", newline="") as fh:
         writer = csv.writer(fh)
-        writer.writerow(data.feature_names)
-        writer.writerows([f"{v:g}" for v in row] for row in X)
-    return store.uri, load_model(store, "digits"), X, source
+        writer.writerow(manifest["input_schema"]["features"])
+        writer.writerows([repr(float(v)) for v in row] for row in X)
+    return store.uri, load_model(store, model), X, source
 
 
 def _predictor(loaded):
@@ -88,12 +99,13 @@ def _script(predict_proba, classes, source: Path, out: Path, chunk: int) -> floa
     return rows / (time.perf_counter() - started)
 
 
-def _cli(store_uri: str, source: Path, out: Path, chunk: int) -> tuple[float, float]:
+def _cli(store_uri: str, model: str, source: Path, out: Path, chunk: int) -> tuple[float, float]:
     for stale in out.parent.glob(out.name + "*"):
         stale.unlink()
     started = time.perf_counter()
     subprocess.run([sys.executable, "-m", "model", "score", str(source), str(out), "--store", store_uri,
-                    "--workers", "1", "--chunk-rows", str(chunk)], cwd=ROOT, capture_output=True, check=True)
+                    "--name", model, "--workers", "1", "--chunk-rows", str(chunk)], cwd=ROOT,
+                   capture_output=True, check=True)
     wall = time.perf_counter() - started
     done = json.loads(Path(f"{out}.done").read_text())  # the file's own time, from open to commit
     return done["rows"] / done["seconds"], done["rows"] / wall
@@ -102,13 +114,14 @@ def _cli(store_uri: str, source: Path, out: Path, chunk: int) -> tuple[float, fl
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.scoring", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", choices=("digits", "forest"), default="digits")
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--chunk-rows", type=int, default=1000)
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as folder:
         workdir = Path(folder)
-        store_uri, loaded, X, source = _prepare(workdir, args.rows)
+        store_uri, loaded, X, source = _prepare(workdir, args.model, args.rows)
         predictor = _predictor(loaded)
         if predictor.compiled is not None:
             path = "onnxruntime"
@@ -116,18 +129,19 @@ def main(argv: list[str] | None = None) -> int:
 
             def predict(rows):
                 return session.run(rows)["matrix"]
+            predict(X[:1])  # warm up
         else:
             path, predict = "predict_proba", loaded.estimator.predict_proba
         cli, ceiling, script = [], [], []
         for _ in range(args.runs):
-            cli.append(_cli(store_uri, source, workdir / "out.jsonl", args.chunk_rows))
+            cli.append(_cli(store_uri, args.model, source, workdir / "out.jsonl", args.chunk_rows))
             ceiling.append(_in_process(predict, X, args.chunk_rows))
             script.append(_script(predict, loaded.manifest["classes"], source, workdir / "script.jsonl",
                                   args.chunk_rows))
     scored = statistics.median(rate for rate, _ in cli)
     wall = statistics.median(rate for _, rate in cli)
     inner, plain = statistics.median(ceiling), statistics.median(script)
-    print(f"digits {loaded.version}, {args.rows:,} CSV rows, chunks of {args.chunk_rows}, medians of "
+    print(f"{args.model} {loaded.version}, {args.rows:,} CSV rows, chunks of {args.chunk_rows}, medians of "
           f"{args.runs} runs; prediction path: {path} (model score: {predictor.path})")
     print(f"model score (the file's own rate):        {scored:>12,.0f} rows/s")
     print(f"model score (wall, start and load incl.): {wall:>12,.0f} rows/s")
