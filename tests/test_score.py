@@ -312,3 +312,47 @@ def test_on_a_terminal_the_progress_line_shows_rows_per_second_and_an_eta():
     quiet.advance(5, 5)
     assert quiet.stream.getvalue() == ""
 
+
+
+# -- a mixed table ------------------------------------------------------------------------------------------
+def test_a_mixed_table_is_typed_by_column_and_an_unknown_category_is_a_bad_row(tmp_path):
+    from helpers import write_churn_csv
+
+    from model.data import load_dataset
+    from model.loader import load_model
+    from model.store import ModelStore
+    from model.tabular import to_input
+    from model.train import train
+
+    training = write_churn_csv(tmp_path / "churn.csv", rows=200)
+    store = ModelStore(str(tmp_path / "store"))
+    artifact, manifest = train(load_dataset(str(training), label_column="churned"), name="churn",
+                               compile=False)
+    store.publish(artifact, manifest)
+    store.move_alias("churn", "production", manifest["version"])
+    with open(training, newline="") as fh:
+        table = [row[:4] for row in list(csv.reader(fh))[1:21]]
+    table[3][1] = "gold"  # row 4: a plan the model's encoder refuses
+    table[6][2] = "maybe"  # row 7: not a boolean
+    source = tmp_path / "customers.csv"
+    source.write_text("customer,age,plan,active,note\n" + "".join(
+        f"c{i},{','.join(row)}\n" for i, row in enumerate(table)))
+
+    result = run_cli("score", str(source), str(tmp_path / "scored.jsonl"), "--store", store.uri, "--name",
+                     "churn", "--id-column", "customer")
+    cli_fails(result, ExitCode.ROWS_FAILED, "2 row(s) could not be scored")
+    errors = read_lines((tmp_path / "scored.jsonl.errors.jsonl").read_text())
+    assert [(e["row"], e["id"]) for e in errors] == [(4, "c3"), (7, "c6")]
+    assert errors[0]["error"].startswith("column plan: expected one of") and '"gold"' in errors[0]["error"]
+    assert errors[1]["error"].startswith("column active: expected true or false")
+
+    lines = read_lines((tmp_path / "scored.jsonl").read_text())
+    good = [row for i, row in enumerate(table) if i not in (3, 6)]
+    loaded = load_model(store, "churn")
+    columns = loaded.manifest["input_schema"]["columns"]
+    typed = [[float(age), plan, active == "true", note] for age, plan, active, note in good]
+    proba = loaded.estimator.predict_proba(to_input(columns, typed, frame=True))
+    assert [line["id"] for line in lines] == [f"c{i}" for i in range(20) if i not in (3, 6)]
+    for line, p in zip(lines, proba, strict=True):
+        assert line["probabilities"] == pytest.approx(dict(zip(map(str, loaded.manifest["classes"]),
+                                                                p.tolist(), strict=True)), abs=1e-9)
