@@ -442,3 +442,36 @@ def test_settings_name_what_is_missing_and_have_the_contract_defaults():
     assert (config.name, config.alias, config.version, config.prefix, config.id_column,
             config.verify_key) == ("digits", "production", None, "score", None, None)
     assert config.cache_dir.endswith("model-cache")
+
+
+def test_the_stacks_score_role_allows_every_call_the_handler_makes(scoring, monkeypatch):
+    """moto evaluates no IAM: the calls a scored file and a dead-lettered one make are recorded here
+    and each checked against the stack's ScoreRole (as tests/test_stack_iam.py does for the deployer)."""
+    import botocore.client
+    from test_stack_iam import allows, statements
+
+    from deploy.stack.template import load, render
+
+    good = through_queue(scoring, upload(scoring, "score/ok.csv", digits_csv(digits_rows(5, seed=8))))
+    bad = through_queue(scoring, upload(scoring, "score/bad.csv", b"not,a\nmodel,file\n"))
+    calls, original = set(), botocore.client.BaseClient._make_api_call
+
+    def record(client, operation, params):
+        service = client.meta.service_model.endpoint_prefix
+        if service == "s3" and operation == "GetObject" and params.get("VersionId"):
+            calls.add("s3:GetObjectVersion")
+        else:
+            calls.add({"s3": {"ListObjectsV2": "s3:ListBucket", "HeadObject": "s3:GetObject"}}.get(
+                service, {}).get(operation, f"{service}:{operation}"))
+        return original(client, operation, params)
+
+    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", record)
+    assert events.handler(good, None)["results"][0]["action"] == "scored"
+    assert events.handler(bad, None)["results"][0]["action"] == "dead-lettered"
+    monkeypatch.undo()
+    # TransactWriteItems is authorised as the item actions it holds.
+    needed = (calls - {"dynamodb:TransactWriteItems"}) | {"dynamodb:PutItem", "dynamodb:UpdateItem",
+                                                           "dynamodb:ConditionCheckItem"}
+    assert {"s3:GetObjectVersion", "dynamodb:BatchWriteItem", "sqs:SendMessage"} <= needed, calls
+    role = statements(render(load()), "ScoreRole", "score-uploads")
+    assert sorted(a for a in needed if not allows(role, a)) == []

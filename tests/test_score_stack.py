@@ -65,6 +65,8 @@ def test_the_scoring_role_reads_uploads_and_models_writes_the_table_and_nothing_
     role = statements(rendered, "ScoreRole", "score-uploads")
     assert allows(role, "s3:GetObject") and allows(role, "dynamodb:PutItem")
     assert allows(role, "dynamodb:UpdateItem") and allows(role, "dynamodb:ConditionCheckItem")
+    # the done marker is read before scoring, and the upload by the version the event names
+    assert allows(role, "dynamodb:GetItem") and allows(role, "s3:GetObjectVersion")
     for refused in ("s3:PutObject", "s3:DeleteObject", "dynamodb:DeleteItem", "dynamodb:Scan",
                     "ecs:RunTask", "iam:PassRole"):
         assert not allows(role, refused), refused
