@@ -161,6 +161,16 @@ rollout-model: $(STAMP) ## move production to the published version and roll it 
 	echo "scripts/rollout ecs --promote $$version --store $(MODEL_STORE) $(ROLLOUT_ARGS)"; \
 	scripts/rollout ecs --promote "$$version" --store $(MODEL_STORE) $(ROLLOUT_ARGS)
 
+# The scoring function's image (README: Scoring files): deploy it with the stack's ScoreImage parameter.
+SCORE_IMAGE_TAG ?= score-$(IMAGE_TAG)
+
+.PHONY: image-score push-score
+image-score: ## build the scoring function's Lambda image (docker/Dockerfile's score target), tagged score-COMMIT
+	scripts/build-image --name model-score --tag $(SCORE_IMAGE_TAG) --target score $(IMAGE_BUILD_ARGS)
+
+push-score: $(STAMP) ## push the scoring image to ECR as score-COMMIT and print the digest for ScoreImage
+	scripts/push-image --name model-score --tag $(SCORE_IMAGE_TAG)
+
 # ---- local runs of whole pipelines -----------------------------------------------------------
 ##@ Local runs of the whole pipelines (moto, a local registry and ECS agent; no AWS account)
 # The Jenkinsfile's stages, in its order, against a moto server on 127.0.0.1, a local registry bridged

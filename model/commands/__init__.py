@@ -4,6 +4,7 @@
 - `browsing`: list, models, show, resolve, history, verify (reading the store)
 - `aliases`: promote, rollback (moving an alias)
 - `maintenance`: clean, keygen (housekeeping)
+- `scoring`: score (files in batch, model/scoring/); `predictions`: what the scoring function stored
 - `options`: what every command reads from its options and the environment (store, name, keys)
 
 Each `cmd_*` function takes the parsed arguments and returns an exit code; errors are raised as
