@@ -108,7 +108,8 @@ def concrete(value, bucket: str, prefix: str, data_prefix: str = "data"):
         text = text.replace(json.dumps({"Fn::GetAtt": [name, "Arn"]}), json.dumps(arn))
     resolved = json.loads(text)
     names = {"${ModelBucket.Arn}": f"arn:aws:s3:::{bucket}", "${StorePrefix}": prefix,
-             "${DataPrefix}": data_prefix, "${AWS::Partition}": "aws", "${AWS::Region}": REGION,
+             "${DataPrefix}": data_prefix, "${BatchPrefix}": "batch", "${AWS::Partition}": "aws",
+             "${AWS::Region}": REGION,
              "${AWS::AccountId}": ACCOUNT, "${EnvironmentName}": ENVIRONMENT}
 
     def walk(item):
@@ -330,6 +331,11 @@ def test_the_training_task_role_reads_only_data_and_the_store(rendered):
         assert allows(task, action, "arn:aws:s3:::b/models/digits/versions/v/model.joblib"), action
     assert allows(task, "s3:ListBucket", "arn:aws:s3:::b", {"s3:prefix": "models/digits/versions/"})
     assert not allows(task, "s3:PutObject", "arn:aws:s3:::b/data/digits/new.csv")  # data is read-only
+    # scripts/score-tasks: batches in and out under BatchPrefix, never where a rule would fire
+    for action in ("s3:GetObject", "s3:PutObject"):
+        assert allows(task, action, "arn:aws:s3:::b/batch/2026-12/part-0.csv"), action
+    assert allows(task, "s3:ListBucket", "arn:aws:s3:::b", {"s3:prefix": "batch/2026-12/"})
+    assert not allows(task, "s3:PutObject", "arn:aws:s3:::b/score/part-0.jsonl")
     assert not allows(task, "s3:GetObject", "arn:aws:s3:::b/other-team/secrets.json")
     assert not allows(task, "s3:ListBucket", "arn:aws:s3:::b", {"s3:prefix": "other-team/"})
     assert not allows(task, "s3:ListBucket", "arn:aws:s3:::b")  # no prefix: the whole bucket

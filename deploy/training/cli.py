@@ -90,7 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     return run_command(lambda: train_task(args))
 
 
-def _runner(args):
+def runner_for(args):
+    """The task runner for the stack settings the arguments name (cluster, family, network, region)."""
     from deploy.aws import client
     from deploy.training.runner import Network, TaskRunner
 
@@ -116,7 +117,7 @@ def train_task(args) -> int:
     except ModelError as exc:
         raise InvalidInput(str(exc)) from None
     command = train_command(args)
-    runner = _runner(args)
+    runner = runner_for(args)
     run = runner.start(args.name, command, cpu=args.cpu, memory=args.memory)
     print(f"started training task {run.task_id} ({args.family}, cluster {args.cluster}): "
           f"{' '.join(command)}", flush=True)

@@ -61,6 +61,8 @@ class TrainingRun:
     stopped_reason: str = ""
     published: str | None = None
     lines: list[str] = field(default_factory=list)
+    log_token: str | None = None  # where the next read of the log stream starts
+    label: str = ""  # printed before each log line (which task it is, when several run)
 
     @property
     def task_id(self) -> str:
@@ -105,11 +107,12 @@ class TaskRunner:
         self.ecs, self.logs = ecs, logs
         self.cluster, self.family, self.network = cluster, family, network
         self.log, self.poll, self.clock, self.sleep = log, poll, clock, sleep
-        self._token: str | None = None
 
     def start(self, model: str, command: list[str], *, cpu: str | None = None, memory: str | None = None,
-              trigger: str = STARTED_BY) -> TrainingRun:
-        """RunTask with the command, the model's group and the size asked; the run (task ARN set)."""
+              trigger: str = STARTED_BY, group: str | None = None,
+              started_by: str = STARTED_BY) -> TrainingRun:
+        """RunTask with the command, the group (default `train:<model>`) and the size asked; the run
+        (task ARN set)."""
         check_size(cpu, memory)
         try:
             with aws_errors(f"describe task definition {self.family}"):
@@ -129,7 +132,7 @@ class TaskRunner:
         with aws_errors(f"run the training task {self.family} in cluster {self.cluster}"):
             answer = self.ecs.run_task(
                 cluster=self.cluster, taskDefinition=definition["taskDefinitionArn"], launchType="FARGATE",
-                count=1, group=f"train:{model}", startedBy=STARTED_BY, overrides=overrides,
+                count=1, group=group or f"train:{model}", startedBy=started_by, overrides=overrides,
                 networkConfiguration=self.network.as_request(),
             )
         failures = answer.get("failures") or []
@@ -138,22 +141,25 @@ class TaskRunner:
             raise AwsError(f"ECS did not start the training task: {reason or 'no task in the answer'}")
         run = TrainingRun(model=model, command=command, task_arn=answer["tasks"][0]["taskArn"])
         run.log_group, run.log_stream = log_location(definition, run.task_id)
-        self._token = None
         return run
 
     def wait(self, run: TrainingRun, timeout: float) -> TrainingRun:
         """Follow the task until it stops, printing its log; stops it if `timeout` seconds pass first."""
         deadline = self.clock() + timeout
-        while True:
-            task = self._describe(run.task_arn)
-            self._print_new_lines(run)
-            if task.get("lastStatus") == "STOPPED":
-                break
+        while not self.poll_once(run):
             if self.clock() > deadline:
                 self.stop(run, f"scripts/train-task: no result after {timeout:.0f} s")
                 raise TaskFailed(f"training task {run.task_id} did not finish in {timeout:.0f} s; it was "
                                  "stopped and published nothing")
             self.sleep(self.poll)
+        return run
+
+    def poll_once(self, run: TrainingRun) -> bool:
+        """Print the log lines that arrived; once the task stopped, record how it ended and return True."""
+        task = self._describe(run.task_arn)
+        self._print_new_lines(run)
+        if task.get("lastStatus") != "STOPPED":
+            return False
         # awslogs delivers the last lines a moment after the container exits.
         for _ in range(3):
             if not self._print_new_lines(run):
@@ -165,7 +171,7 @@ class TaskRunner:
         matches = (_PUBLISHED.match(line.strip()) for line in run.lines)
         versions = [m.group("version") for m in matches if m and m.group("name") == run.model]
         run.published = versions[-1] if versions else None
-        return run
+        return True
 
     def stop(self, run: TrainingRun, reason: str) -> None:
         """Stop the task (a timeout or Ctrl-C must not leave a training task running, and paying)."""
@@ -188,8 +194,8 @@ class TaskRunner:
         kwargs = {"logGroupName": run.log_group, "logStreamName": run.log_stream, "startFromHead": True}
         count = 0
         while True:
-            if self._token:
-                kwargs["nextToken"] = self._token
+            if run.log_token:
+                kwargs["nextToken"] = run.log_token
             try:
                 with aws_errors(f"read the training log {run.log_group}"):
                     page = self.logs.get_log_events(**kwargs)
@@ -201,10 +207,10 @@ class TaskRunner:
             for event in events:
                 line = event.get("message", "").rstrip("\n")
                 run.lines.append(line)
-                self.log(f"  | {line}")
+                self.log(f"{run.label}  | {line}")
             count += len(events)
             token = page.get("nextForwardToken")
-            if not events or token == self._token:
-                self._token = token
+            if not events or token == run.log_token:
+                run.log_token = token
                 return count
-            self._token = token
+            run.log_token = token

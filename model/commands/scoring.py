@@ -21,9 +21,21 @@ def add_arguments(parser) -> None:
                         "features unless it is one)")
     parser.add_argument("--chunk-rows", type=int, default=DEFAULT_CHUNK_ROWS, metavar="N",
                         help="rows read and scored at a time: what bounds memory (default %(default)s)")
+    parser.add_argument("--shard", metavar="K/N", type=_shard,
+                        help="score only the K-th of N equal shares of the input files (0-based; "
+                        "scripts/score-tasks runs N tasks with K = 0 .. N-1)")
     parser.add_argument("--workers", type=int, default=None, metavar="N",
                         help="files scored in parallel processes, at most one per file and core (default: "
                         "the cores)")
+
+
+def _shard(text: str) -> tuple[int, int]:
+    import argparse
+
+    k, sep, n = text.partition("/")
+    if not sep or not k.isdigit() or not n.isdigit() or not 0 <= int(k) < int(n):
+        raise argparse.ArgumentTypeError(f"expected K/N with 0 <= K < N, got {text!r}")
+    return int(k), int(n)
 
 
 class _Failed(ModelError):
@@ -52,6 +64,10 @@ def cmd_score(args) -> int:
     key = verifier(args)
     loaded = load_model(store, name, alias=args.alias, version=args.version, verifier=key)
     jobs = plan(args.input, args.output)
+    if args.shard:
+        # Every task lists the same inputs in the same order, so the shares never overlap.
+        k, n = args.shard
+        jobs = sorted(jobs, key=lambda job: job.output)[k::n]
     chosen = Settings(name, loaded.version, args.chunk_rows, args.id_column)
     progress = Progress()
     try:
