@@ -18,7 +18,7 @@ PORT ?= 8080
 # `make run` writes the gunicorn master's pid here, for `scripts/rollout local --pidfile`.
 PIDFILE ?= build/gunicorn-$(PORT).pid
 
-.PHONY: help venv checkov-venv run serve train-default test test-fast test-e2e lint bench profile exit-codes \
+.PHONY: help venv checkov-venv run serve train-default test test-fast test-e2e lint bench bench-score profile exit-codes \
         system-tools
 
 $(STAMP):
@@ -88,6 +88,10 @@ exit-codes: ## the exit codes of every command (model/exit_codes.py), as the REA
 
 bench: $(STAMP) ## benchmark the service against in-process prediction, three peers and the floor (needs wrk; about 20 minutes)
 	$(PY) -m bench --runs 3 --seconds 5 --out bench/results.md --json bench/results.json
+
+bench-score: $(STAMP) ## batch scoring (python -m model score) against in-process prediction, digits and a forest (about 3 minutes)
+	$(PY) -m bench.scoring --model digits
+	$(PY) -m bench.scoring --model forest
 
 profile: $(STAMP) ## where a worker's CPU goes per request, from py-spy samples of the live service (digits)
 	$(PY) -m bench.profile --model digits --json bench/profile.json

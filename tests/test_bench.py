@@ -63,3 +63,21 @@ def test_a_sampled_stack_belongs_to_its_innermost_known_part():
     assert part_of(["Predictor.to_matrix (service/predict.py:174)"]) == "input checks"
     assert part_of(["uuid4 (uuid.py:723)"]) == "request id"
     assert part_of(["something (elsewhere.py:1)"]) == "other"
+
+
+def test_the_scoring_benchmark_runs_and_reports_the_ratio_to_in_process(tmp_path):
+    """`make bench-score` on a small file: it really scores, and prints the issue's ratio."""
+    import subprocess
+    import sys
+
+    from helpers import ROOT
+
+    result = subprocess.run([sys.executable, "-m", "bench.scoring", "--rows", "3000", "--runs", "1"],
+                            capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    import re
+
+    ratio = re.search(r"^ratio model score / in-process predict: +([\d.]+)%", result.stdout, re.M)
+    rate = re.search(r"^model score \(the file's own rate\): +([\d,]+) rows/s", result.stdout, re.M)
+    assert ratio and rate, result.stdout
+    assert float(ratio[1]) > 0 and int(rate[1].replace(",", "")) > 0
