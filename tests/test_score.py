@@ -356,3 +356,169 @@ def test_a_mixed_table_is_typed_by_column_and_an_unknown_category_is_a_bad_row(t
     for line, p in zip(lines, proba, strict=True):
         assert line["probabilities"] == pytest.approx(dict(zip(map(str, loaded.manifest["classes"]),
                                                                 p.tolist(), strict=True)), abs=1e-9)
+
+
+# -- the fast path: a chunk of numbers read and predicted as one matrix ------------------------------
+@pytest.fixture(scope="module", params=["numpy", "onnx"])
+def digits_predictor(request, tmp_path_factory):
+    """The service's Predictor of a published digits version: without model.onnx (the checked numpy
+    path) and with it (onnxruntime)."""
+    from model.data import load_dataset
+    from model.loader import load_model
+    from model.scoring.batch_model import open_predictor
+    from model.store import ModelStore
+    from model.train import train
+
+    candidate = train(load_dataset("digits"), name="digits", compile=request.param == "onnx")
+    store = ModelStore(str(tmp_path_factory.mktemp("store")))
+    artifact, manifest = candidate
+    store.publish(artifact, manifest, onnx=candidate.onnx)
+    predictor = open_predictor(load_model(store, "digits", version=manifest["version"]), max_batch=64)
+    assert predictor.path == request.param
+    return predictor
+
+
+def per_row_outputs(predictor, path, id_column, chunk_rows: int) -> tuple[bytes, bytes]:
+    """The output and errors of the per-row path (csv.reader, a Row per record, score_chunk, a line
+    per row), as `python -m model score` wrote them before the fast path."""
+    from model.scoring.batch import _line
+    from model.scoring.batch_model import score_chunk
+    from model.scoring.batch_rows import Layout, chunks, read_rows
+
+    layout = Layout(predictor.manifest["input_schema"], id_column)
+    head = {"model": "digits", "version": predictor.manifest["version"]}
+    out, errors = [], []
+    with open(path, encoding="utf-8", newline="") as fh:
+        for chunk in chunks(read_rows(fh, "csv", layout, str(path)), chunk_rows):
+            for row, prediction in score_chunk(predictor, chunk):
+                record = {"row": row.number, "id": row.id} if id_column else {"row": row.number}
+                if prediction is None:
+                    errors.append(_line({**record, "error": row.error}) + b"\n")
+                else:
+                    out.append(_line({**record, **head, **prediction}) + b"\n")
+    return b"".join(out), b"".join(errors)
+
+
+def scored_outputs(predictor, path, id_column, chunk_rows: int, monkeypatch) -> tuple[bytes, bytes, int]:
+    """The output and errors of score_file, and how many chunks went through the per-row path."""
+    import model.scoring.batch_fast as fast
+    from model.scoring.batch import Job, Settings, score_file
+    from model.scoring.files import list_inputs
+
+    per_row = []
+    original = fast.score_chunk
+    monkeypatch.setattr(fast, "score_chunk", lambda p, rows: per_row.append(rows) or original(p, rows))
+    files, _ = list_inputs(str(path))
+    target = path.with_suffix(".jsonl")
+    outcome = score_file(predictor, Job(files[0], str(target)),
+                         Settings("digits", predictor.manifest["version"], chunk_rows, id_column))
+    errors = path.with_suffix(".jsonl.errors.jsonl")
+    out, bad = target.read_bytes(), errors.read_bytes() if errors.exists() else b""
+    assert outcome.rows == out.count(b"\n") and outcome.errors == bad.count(b"\n")
+    return out, bad, len(per_row)
+
+
+def digits_table(X, names, id_at: int | None, order=None) -> list[list[str]]:
+    """A header and rows of cells: the features (in `order`, else the model's) with an id column at
+    `id_at`, numbers written in several ways."""
+    order = list(range(len(names))) if order is None else order
+    forms = [repr, lambda v: f"{v:g}", lambda v: f"{v:.3e}", lambda v: f"+{v}" if v >= 0 else str(v)]
+    table = [[names[j] for j in order]]
+    for i, row in enumerate(X):
+        table.append([forms[(i + j) % len(forms)](float(row[j])) for j in order])
+    if id_at is not None:
+        for i, cells in enumerate(table):
+            cells.insert(id_at, "id" if i == 0 else f"r{i}")
+    return table
+
+
+def write_table(path, table, ends=("\n",)) -> None:
+    path.write_text("".join(",".join(cells) + ends[i % len(ends)] for i, cells in enumerate(table)),
+                    newline="")
+
+
+@pytest.mark.parametrize("layout", ["id first", "id last, features reversed", "id in the middle", "no id",
+                                    "blank lines and CRLF", "quoted"])
+def test_the_fast_path_writes_the_per_row_paths_bytes_on_clean_data(tmp_path, digits, digits_predictor,
+                                                                    monkeypatch, layout):
+    X, names = digits
+    rows = X[:300]
+    id_column = None if layout == "no id" else "id"
+    if layout == "id last, features reversed":
+        table = digits_table(rows, names, len(names), order=list(range(len(names)))[::-1])
+    elif layout == "id in the middle":
+        table = digits_table(rows, names, 7)
+    else:
+        table = digits_table(rows, names, None if layout == "no id" else 0)
+    path = tmp_path / "rows.csv"
+    if layout == "blank lines and CRLF":
+        for at in (5, 6, 64, 130, 200):  # blank lines, two in a row, one where a chunk would end
+            table.insert(at, [])
+        write_table(path, table, ends=("\r\n", "\n", "\r\n", "\r"))
+    elif layout == "quoted":
+        table[150][0] = '"r,150"'  # from here on the csv module reads the file
+        table[151][0] = '"r\nline"'
+        write_table(path, table)
+    else:
+        write_table(path, table)
+    with open(path, "a") as fh:
+        fh.write("\n")  # a trailing blank line
+    out, errors, per_row = scored_outputs(digits_predictor, path, id_column, 64, monkeypatch)
+    assert (out, errors) == per_row_outputs(digits_predictor, path, id_column, 64)
+    assert errors == b"" and out.count(b"\n") == 300
+    assert per_row == (3 if layout == "quoted" else 0)  # chunks 3, 4 and 5 after the quote
+    lines = read_lines(out.decode())
+    if layout == "blank lines and CRLF":
+        assert [line["row"] for line in lines][:7] == [1, 2, 3, 4, 7, 8, 9]  # blank lines 5, 6 counted
+    elif layout == "quoted":
+        assert [line["id"] for line in lines][149:151] == ["r,150", "r\nline"]
+    else:
+        assert [line["row"] for line in lines] == list(range(1, 301))
+        if id_column:
+            assert [line["id"] for line in lines] == [f"r{i}" for i in range(1, 301)]
+
+
+def test_bad_rows_among_good_ones_get_the_per_row_paths_messages_and_only_their_chunks_go_row_by_row(
+        tmp_path, digits, digits_predictor, monkeypatch):
+    X, names = digits
+    table = digits_table(X[:400], names, 0)
+    # Chunks of 64: 1-64, 65-128, 129-192, 193-256 (clean), 257-320, 321-384 (" 2.5": numpy.loadtxt
+    # reads it, as float() does), 385-400.
+    bad = {3: (5, "dark"), 70: (1, "nan"), 71: (2, "inf"), 140: (9, "1e308"), 141: (9, "-1e308"),
+           190: (4, ""), 260: (3, "1_0"), 310: (64, "Infinity"), 340: (3, " 2.5"), 390: (2, "True")}
+    for row, (j, value) in bad.items():
+        table[row][j] = value
+    table[100] = table[100][:10]  # too few values
+    table[300] = [*table[300], "7"]  # too many
+    path = tmp_path / "mixed.csv"
+    write_table(path, table)
+    out, errors, per_row = scored_outputs(digits_predictor, path, "id", 64, monkeypatch)
+    assert (out, errors) == per_row_outputs(digits_predictor, path, "id", 64)
+    assert per_row == 5  # the chunks with a bad cell; 193-256 and 321-384 are one matrix each
+    failed = read_lines(errors.decode())
+    scored = {line["row"] for line in read_lines(out.decode())}
+    failed_rows = {e["row"] for e in failed}
+    assert not scored & failed_rows and scored | failed_rows == set(range(1, 401))
+    assert {3, 70, 71, 100, 190, 300, 310, 390} <= failed_rows
+    assert {260, 340} <= scored  # float() reads "1_0" and " 2.5"
+    by_row = {e["row"]: e for e in failed}
+    assert by_row[3] == {"row": 3, "id": "r3",
+                         "error": "column pixel_0_4 is a string ('dark'): feature values must be numbers"}
+    assert by_row[100]["error"] == "the row has 10 values, the header has 65 columns"
+
+
+def test_a_chunk_with_one_bad_row_reports_exactly_that_row(tmp_path, digits, digits_predictor, monkeypatch):
+    X, names = digits
+    table = digits_table(X[:128], names, 0)
+    table[77][12] = "NaN"  # row 77: the 13th row of the second chunk of 64
+    path = tmp_path / "one.csv"
+    write_table(path, table)
+    out, errors, per_row = scored_outputs(digits_predictor, path, "id", 64, monkeypatch)
+    assert per_row == 1
+    assert read_lines(errors.decode()) == [{
+        "row": 77, "id": "r77",
+        "error": "column pixel_1_3 is not a finite number: NaN, Infinity and values beyond ±1.8e308 are not "
+                 "accepted"}]
+    lines = read_lines(out.decode())
+    assert [line["row"] for line in lines] == [n for n in range(1, 129) if n != 77]
+    assert (out, errors) == per_row_outputs(digits_predictor, path, "id", 64)

@@ -69,11 +69,28 @@ def _cell(kind: str, value: str):
     return value
 
 
-def _csv_rows(lines, layout: Layout, source: str) -> Iterator[Row]:
-    reader = csv.reader(lines)
+@dataclass(frozen=True)
+class CsvPlan:
+    """Where a CSV file's cells go, from its header: the id's position, the features' positions (in
+    the model's order) and kinds, and the header's width."""
+
+    width: int
+    id_at: int | None
+    order: list[int]
+    kinds: list[str]
+    text: bool
+
+    @property
+    def numbers(self) -> bool:
+        return not self.text and all(kind == "number" for kind in self.kinds)
+
+
+def csv_plan(reader, layout: Layout, source: str) -> CsvPlan | None:
+    """The plan of a CSV file from its header (read from `reader`), None for an empty file;
+    FileFailed when the header does not fit the model."""
     header = next(reader, None)
     if header is None:
-        return
+        return None
     header = [name.strip() for name in header]
     positions = {name: j for j, name in enumerate(header)}
     if len(positions) != len(header):
@@ -86,21 +103,25 @@ def _csv_rows(lines, layout: Layout, source: str) -> Iterator[Row]:
         if len(others) != 1:
             raise FileFailed(f"{source}: a text model takes one text column (besides the id column); the "
                              f"header has {len(others)}")
-        order, kinds = others, ["text"]
-    else:
-        missing = [name for name in layout.features if name not in positions]
-        extra = [name for name in header if name not in layout.features and name != layout.id_column]
-        if missing or extra:
-            parts = ([f"lacks {', '.join(missing[:5])}"] if missing else []) + \
-                    ([f"has columns the model does not take: {', '.join(extra[:5])}"] if extra else [])
-            hint = " (name the id column with --id-column)" if extra else ""
-            raise FileFailed(f"{source}: the header does not fit the model: it {' and '.join(parts)}{hint}")
-        order, kinds = [positions[name] for name in layout.features], layout.kinds
-    width = len(header)
-    numbers = all(kind == "number" for kind in kinds)
+        return CsvPlan(len(header), id_at, others, ["text"], True)
+    missing = [name for name in layout.features if name not in positions]
+    extra = [name for name in header if name not in layout.features and name != layout.id_column]
+    if missing or extra:
+        parts = ([f"lacks {', '.join(missing[:5])}"] if missing else []) + \
+                ([f"has columns the model does not take: {', '.join(extra[:5])}"] if extra else [])
+        hint = " (name the id column with --id-column)" if extra else ""
+        raise FileFailed(f"{source}: the header does not fit the model: it {' and '.join(parts)}{hint}")
+    return CsvPlan(len(header), id_at, [positions[name] for name in layout.features], layout.kinds, False)
+
+
+def csv_records(numbered, plan: CsvPlan) -> Iterator[Row]:
+    """The Rows of a CSV file's records: (number, cells) pairs, the cells as csv.reader gives them;
+    an empty record (a blank line) is not yielded (its number is still taken)."""
+    width, id_at, order, kinds = plan.width, plan.id_at, plan.order, plan.kinds
+    numbers = plan.numbers
     # The usual export: the features in order, side by side (the id before or after them).
     span = slice(order[0], order[-1] + 1) if order == list(range(order[0], order[0] + len(order))) else None
-    for number, cells in enumerate(reader, start=1):
+    for number, cells in numbered:
         if not cells:
             continue  # a blank line
         row_id = cells[id_at] if id_at is not None and id_at < len(cells) else None
@@ -108,7 +129,7 @@ def _csv_rows(lines, layout: Layout, source: str) -> Iterator[Row]:
             yield Row(number, row_id,
                       error=f"the row has {len(cells)} values, the header has {width} columns")
             continue
-        if layout.text:
+        if plan.text:
             yield Row(number, row_id, cells[order[0]])
         elif numbers:
             try:
@@ -118,6 +139,13 @@ def _csv_rows(lines, layout: Layout, source: str) -> Iterator[Row]:
             yield Row(number, row_id, values)
         else:
             yield Row(number, row_id, [_cell(kind, cells[j]) for kind, j in zip(kinds, order, strict=True)])
+
+
+def _csv_rows(lines, layout: Layout, source: str) -> Iterator[Row]:
+    reader = csv.reader(lines)
+    plan = csv_plan(reader, layout, source)
+    if plan is not None:
+        yield from csv_records(enumerate(reader, start=1), plan)
 
 
 def _jsonl_rows(lines, layout: Layout) -> Iterator[Row]:
