@@ -289,8 +289,8 @@ def test_bring_your_own_model_section_runs_as_written(terminal):
     """From a CSV and a recipe to a served prediction, and from a notebook to an imported pickle."""
     require_tool("curl", "the README's examples use it")
     terminal.model = "churn"
-    recipe, notebook, imported = scenario("byom")
-    assert [recipe.language, notebook.language, imported.language] == ["bash", "python", "bash"]
+    recipe, notebook, imported, scoring = scenario("byom")
+    assert [b.language for b in (recipe, notebook, imported, scoring)] == ["bash", "python", "bash", "bash"]
     terminal.run_shell(recipe)
     answer = json.loads(terminal.outputs[-1][1])["predictions"][0]
     assert answer["label"] in (0, 1) and set(answer["probabilities"]) == {"0", "1"}
@@ -298,6 +298,13 @@ def test_bring_your_own_model_section_runs_as_written(terminal):
     terminal.run_python(notebook)
     terminal.run_shell(imported)
     assert "published wine" in terminal.outputs[-1][1]
+    # Scoring files: every customer of the CSV scored by the served churn version, as /predict answers.
+    terminal.run_shell(scoring)
+    head = [json.loads(line) for line in terminal.outputs[-1][1].splitlines()]
+    assert [line["row"] for line in head] == [1, 2] and {line["model"] for line in head} == {"churn"}
+    assert head[0]["label"] in (0, 1) and set(head[0]["probabilities"]) == {"0", "1"}
+    scored = (terminal.work / "scored.jsonl").read_text().splitlines()
+    assert len(scored) == len((ROOT / "examples/churn.csv").read_text().splitlines()) - 1
 
 
 def test_s3_store_section_runs_as_written(terminal, aws_env, moto_endpoint):
