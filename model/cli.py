@@ -217,6 +217,8 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[common, select],
         help="print a version's manifest (the newest when the alias is unset)",
     )
+    p.add_argument("--profile", action="store_true",
+                   help="print only the training data's profile, in full (show summarises it)")
     p.set_defaults(func=cmd_show)
 
     p = sub.add_parser("resolve", parents=[common, select], help="print the version an alias names")

@@ -36,12 +36,19 @@ def jsonable(value):
     return value.item() if isinstance(value, np.generic) else value
 
 
-def evaluate(estimator, X_test, y_test, task: str) -> tuple[dict, dict]:
-    """(metrics, evaluation) of a fitted estimator on held-out data; DataError if it cannot predict."""
+def predict_holdout(estimator, X_test) -> np.ndarray:
+    """The estimator's predictions on held-out data; DataError if it cannot predict."""
     try:
-        predicted = np.asarray(estimator.predict(X_test))
+        return np.asarray(estimator.predict(X_test))
     except (ValueError, TypeError, KeyError, IndexError) as exc:
         raise DataError(f"the model cannot predict the held-out data: {exc}") from None
+
+
+def evaluate(estimator, X_test, y_test, task: str, predicted=None) -> tuple[dict, dict]:
+    """(metrics, evaluation) of a fitted estimator on held-out data; DataError if it cannot predict.
+
+    `predicted` (from predict_holdout) saves predicting again."""
+    predicted = predict_holdout(estimator, X_test) if predicted is None else np.asarray(predicted)
     if task == REGRESSION:
         return _regression(np.asarray(y_test, dtype=np.float64), predicted.astype(np.float64))
     return _classification(estimator, np.asarray(y_test), predicted)

@@ -26,7 +26,7 @@ from model.artifact import (
     sha256_bytes,
 )
 from model.errors import DataError
-from model.evaluate import CLASSIFICATION, evaluate, jsonable, task_of
+from model.evaluate import CLASSIFICATION, evaluate, jsonable, predict_holdout, task_of
 from model.tabular import all_numbers, column, columns_of_frame
 
 
@@ -115,7 +115,7 @@ def _estimator_name(estimator) -> str:
 def build_manifest(estimator, X_test, y_test, *, name: str, source: str = "notebook",
                    params: dict | None = None, recipe: str = "imported",
                    data: dict | None = None, columns: list[dict] | None = None,
-                   compile: bool = True) -> Candidate:
+                   compile: bool = True, X_train=None) -> Candidate:
     """The pickle, the complete manifest and the compiled model of a fitted estimator, evaluated on
     held-out data (a Candidate, which unpacks as `(artifact, manifest)`).
 
@@ -123,6 +123,8 @@ def build_manifest(estimator, X_test, y_test, *, name: str, source: str = "noteb
     where the data came from; `columns` describes a table's columns (else inferred from X_test).
     With `compile` (and skl2onnx installed) the estimator is also converted to ONNX and
     parity-checked (model/compiled.py); the manifest's `onnx` record says whether it was kept.
+    The manifest's `profile` (model/profile.py) describes `X_train`, the rows the estimator was
+    fitted on, or when they are not given (a model trained elsewhere) the held-out rows.
     """
     check_fitted(estimator)
     schema, X_test = input_schema(estimator, X_test, columns)
@@ -132,7 +134,8 @@ def build_manifest(estimator, X_test, y_test, *, name: str, source: str = "noteb
     if len(y_test) == 0:
         raise DataError("the held-out data is empty")
     task = task_of(estimator)
-    metrics, evaluation = evaluate(estimator, X_test, y_test, task)
+    predicted = predict_holdout(estimator, X_test)
+    metrics, evaluation = evaluate(estimator, X_test, y_test, task, predicted)
     artifact = dump_estimator(estimator)
     digest = sha256_bytes(artifact)
     created = datetime.now(UTC).replace(microsecond=0)
@@ -160,6 +163,7 @@ def build_manifest(estimator, X_test, y_test, *, name: str, source: str = "noteb
         "output": _outputs(estimator, task),
         "input_schema": schema,
         "example": _example(X_test, schema),
+        "profile": _profile(estimator, schema, X_train, X_test, predicted, task, classes),
     }
     onnx = None
     if compile:
@@ -167,6 +171,18 @@ def build_manifest(estimator, X_test, y_test, *, name: str, source: str = "noteb
 
         onnx, manifest["onnx"] = compile_onnx(estimator, manifest, X_test)
     return Candidate(artifact, manifest, onnx)
+
+
+def _profile(estimator, schema: dict, X_train, X_test, predicted, task: str, classes: list) -> dict:
+    from model.profile import profile
+
+    if X_train is None:
+        return profile(X_test, schema, predicted, task, classes=classes, data="holdout", estimator=estimator)
+    if schema["type"] == "tabular" and hasattr(X_train, "columns") and not hasattr(X_test, "columns"):
+        X_train = X_train[schema["features"]].to_numpy(dtype=np.float64)  # as input_schema made X_test
+    elif hasattr(X_train, "columns"):
+        X_train = X_train[schema["features"]]
+    return profile(X_train, schema, predicted, task, classes=classes, data="train", estimator=estimator)
 
 
 def _outputs(estimator, task: str) -> dict:
@@ -193,19 +209,20 @@ def _holdout_digest(X, y) -> str:
 
 def publish_estimator(estimator, X_test, y_test, *, name: str, store, source: str = "notebook",
                       promote: str | None = None, signer=None, gate: bool = True, report: bool = True,
-                      **gate_options) -> dict:
+                      X_train=None, **gate_options) -> dict:
     """Evaluate, gate and publish a fitted estimator from Python (a notebook); return its manifest.
 
     `store` is a ModelStore or a store URI. With `gate` the candidate must pass the quality gate
     and the schema guard against the production alias (`gate_options`: alias, metric, tolerance,
     force, allow_schema_change), as `python -m model import` does. `promote` moves that alias to it.
     With `report` (and matplotlib installed) the HTML report is stored beside the manifest.
+    `X_train`, the rows it was fitted on, is what the manifest's profile describes (else X_test).
     """
     from model.gate import check_gate
     from model.store import ModelStore
 
     store = store if isinstance(store, ModelStore) else ModelStore(str(store))
-    candidate = build_manifest(estimator, X_test, y_test, name=name, source=source)
+    candidate = build_manifest(estimator, X_test, y_test, name=name, source=source, X_train=X_train)
     manifest = candidate.manifest
     if gate:
         check_gate(store, manifest, **gate_options)

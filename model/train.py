@@ -97,4 +97,5 @@ def train(
               "test_rows": len(y_test)},
         columns=dataset.columns,
         compile=compile,
+        X_train=X_train,
     )

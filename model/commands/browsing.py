@@ -96,7 +96,15 @@ def cmd_show(args) -> int:
             f"version, {version}",
             file=sys.stderr,
         )
-    print(json.dumps(store.manifest(name, version), indent=2, sort_keys=True))
+    manifest = store.manifest(name, version)
+    if getattr(args, "profile", False):
+        print(json.dumps(manifest.get("profile"), indent=2, sort_keys=True))
+        return 0
+    if "profile" in manifest:  # hundreds of numbers: a summary here, all of it with --profile
+        from model.profile import summary
+
+        manifest = dict(manifest, profile=summary(manifest["profile"]))
+    print(json.dumps(manifest, indent=2, sort_keys=True))
     return 0
 
 
