@@ -25,6 +25,7 @@ STARTED_BY = "score-tasks"
 def build_parser() -> argparse.ArgumentParser:
     """The options, defaulting to deploy.settings."""
     from deploy.settings import settings
+    from deploy.training.cli import add_task_options
 
     env = settings()
     parser = argparse.ArgumentParser(prog="scripts/score-tasks", description=__doc__, epilog=text_table(),
@@ -37,14 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--memory", default=env["TRAIN_MEMORY"], help="memory in MiB per task")
     parser.add_argument("--timeout", type=float, default=float(env["TRAIN_TIMEOUT"]),
                         help="stop the tasks after this many seconds (default %(default)s)")
-    parser.add_argument("--cluster", default=env["ECS_CLUSTER"], help="default: $ECS_CLUSTER")
-    parser.add_argument("--family", default=env["TRAIN_TASK_FAMILY"], help="default: $TRAIN_TASK_FAMILY")
-    parser.add_argument("--subnets", default=env["TRAIN_SUBNETS"],
-                        help="comma list (default: $TRAIN_SUBNETS)")
-    parser.add_argument("--security-groups", default=env["TRAIN_SECURITY_GROUPS"],
-                        help="comma list (default: $TRAIN_SECURITY_GROUPS)")
-    parser.add_argument("--region", default=env["AWS_REGION"])
-    parser.add_argument("--poll", type=float, default=5.0, help="seconds between status checks")
+    add_task_options(parser, env)
     parser.epilog = "Options after `--` go to `python -m model score`.\n\n" + text_table()
     return parser
 

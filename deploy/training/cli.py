@@ -49,17 +49,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="stop the task after this many seconds (default %(default)s)")
     parser.add_argument("--no-wait", action="store_true", help="print the task ARN and exit once it started")
     parser.add_argument("--version-file", type=Path, help="write the published version id to this file")
-    parser.add_argument("--cluster", default=env["ECS_CLUSTER"], help="default: $ECS_CLUSTER")
-    parser.add_argument("--family", default=env["TRAIN_TASK_FAMILY"], help="default: $TRAIN_TASK_FAMILY")
-    parser.add_argument("--subnets", default=env["TRAIN_SUBNETS"],
-                        help="comma list (default: $TRAIN_SUBNETS)")
-    parser.add_argument("--security-groups", default=env["TRAIN_SECURITY_GROUPS"],
-                        help="comma list (default: $TRAIN_SECURITY_GROUPS)")
     parser.add_argument("--store", default=env["MODEL_STORE"],
                         help="the store the task publishes to, read to confirm the version "
                              "(default: $MODEL_STORE)")
-    parser.add_argument("--region", default=env["AWS_REGION"])
-    parser.add_argument("--poll", type=float, default=5.0, help="seconds between status checks")
+    add_task_options(parser, env)
     parser.add_argument("train_args", nargs="*", metavar="-- OPTION",
                         help="more `python -m model train` options, after `--` "
                              "(e.g. -- --gate-tolerance 0.02)")
@@ -88,6 +81,18 @@ def main(argv: list[str] | None = None) -> int:
     """Start the task, follow it, and exit with its code."""
     args = build_parser().parse_args(argv)
     return run_command(lambda: train_task(args))
+
+
+def add_task_options(parser: argparse.ArgumentParser, env: dict) -> None:
+    """Where the tasks run (the options `runner_for` reads), shared with scripts/score-tasks."""
+    parser.add_argument("--cluster", default=env["ECS_CLUSTER"], help="default: $ECS_CLUSTER")
+    parser.add_argument("--family", default=env["TRAIN_TASK_FAMILY"], help="default: $TRAIN_TASK_FAMILY")
+    parser.add_argument("--subnets", default=env["TRAIN_SUBNETS"],
+                        help="comma list (default: $TRAIN_SUBNETS)")
+    parser.add_argument("--security-groups", default=env["TRAIN_SECURITY_GROUPS"],
+                        help="comma list (default: $TRAIN_SECURITY_GROUPS)")
+    parser.add_argument("--region", default=env["AWS_REGION"])
+    parser.add_argument("--poll", type=float, default=5.0, help="seconds between status checks")
 
 
 def runner_for(args):
