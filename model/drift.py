@@ -1,0 +1,252 @@
+"""Drift statistics: how far what a model sees (and says) has moved from its training profile.
+
+The baseline is the manifest's `profile` (model/profile.py). Both `python -m model monitor` (over
+captured records) and the service's live gauges on /metrics (over a sliding window) use these
+functions, so a number means the same in both.
+
+The statistic is the **population stability index** (PSI) over the profile's own bins:
+
+    PSI = sum over bins of (observed - expected) * ln(observed / expected)
+
+i.e. the symmetric Kullback-Leibler divergence (scipy.special.rel_entr both ways). It is the
+industry's usual drift score for binned features (credit scoring, model monitoring tools) and reads
+the same for numbers (the profile's 10 quantile bins), categories and booleans (one bin per value
+plus "other"), text length, and the predicted classes. Conventional reading: below 0.1 no real
+change, 0.1-0.25 a moderate shift, above 0.25 a significant one: the default threshold.
+
+Shares are floored at SHARE_FLOOR before the logarithm, so an empty bin (in training or now)
+costs a bounded amount instead of infinity. A finite sample has a positive PSI even without drift
+(about (bins - 1) / records); MIN_RECORDS keeps that bias under 0.1 for 10 bins.
+
+Besides PSI: the share of values outside the training range (a number below the profile's `min` or
+above its `max`; such values are counted in the outer bins for PSI), the share of category values
+never seen in training (only when the profile lists every training value, i.e. `other` is 0), and
+for text the token coverage (the share of tokens among the profile's frequent tokens) against the
+training coverage.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+from scipy.special import rel_entr
+
+from model.profile import tokens
+
+SHARE_FLOOR = 1e-4
+MIN_RECORDS = 100
+OTHER = "other"
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """When drift is declared (each is a flag of `python -m model monitor`)."""
+
+    psi: float = 0.25  # a feature's (or the predictions') PSI at or above this
+    out_of_range: float = 0.05  # a number's share of values outside the training range
+    unseen: float = 0.05  # a category's share of values never seen in training
+    coverage_drop: float = 0.10  # text: training token coverage minus today's coverage
+    min_records: int = MIN_RECORDS  # fewer records than this: too few to judge
+
+
+def psi(expected: Sequence[float], observed_counts: Sequence[float]) -> float:
+    """The PSI of observed counts against expected shares (same bins, same order)."""
+    e = np.maximum(np.asarray(expected, dtype=np.float64), SHARE_FLOOR)
+    counts = np.asarray(observed_counts, dtype=np.float64)
+    total = counts.sum()
+    if total <= 0 or len(e) == 0:
+        return 0.0
+    o = np.maximum(counts / total, SHARE_FLOOR)
+    return float(np.sum(rel_entr(o, e) + rel_entr(e, o)))
+
+
+def number_bins(entry: dict, values) -> tuple[np.ndarray, int, int]:
+    """Counts per profile bin of present values (those outside [min, max] in the outer bins), the
+    number outside the training range, and the number missing (NaN or None)."""
+    values = np.asarray([np.nan if v is None else v for v in values], dtype=np.float64).ravel()
+    present = values[~np.isnan(values)]
+    missing = len(values) - len(present)
+    edges = entry.get("edges") or []
+    if len(edges) < 2:
+        return np.zeros(0, dtype=np.int64), 0, missing
+    # The profile's rule (model/profile.py): bin i holds edges[i] <= x < edges[i+1], the last bin
+    # also edges[-1]; below the first edge goes to bin 0, above the last to the last bin.
+    index = np.searchsorted(np.asarray(edges[1:-1], dtype=np.float64), present, side="right")
+    counts = np.bincount(index, minlength=len(edges) - 1)
+    lo, hi = entry.get("min", edges[0]), entry.get("max", edges[-1])
+    outside = int(np.count_nonzero((present < lo) | (present > hi)))
+    return counts, outside, missing
+
+
+def category_bins(entry: dict, values: Iterable) -> tuple[list[str], np.ndarray, int, int]:
+    """The bin names (the profile's values, then "other"), counts per bin, the number of values never
+    seen in training (0 unless the profile lists every training value), and the number missing."""
+    kind = entry.get("kind", "category")
+    shares = entry.get("shares") or {}
+    names = list(shares)
+    complete = kind == "boolean" or not entry.get("other")
+    tally: Counter = Counter()
+    missing = 0
+    for value in values:
+        if value is None or (isinstance(value, float) and value != value):
+            missing += 1
+            continue
+        key = ("true" if bool(value) else "false") if kind == "boolean" else str(value)
+        tally[key] += 1
+    known = sum(tally[name] for name in names)
+    rest = sum(tally.values()) - known
+    counts = np.asarray([tally[name] for name in names] + [rest], dtype=np.int64)
+    return [*names, OTHER], counts, (rest if complete else 0), missing
+
+
+def category_expected(entry: dict) -> list[float]:
+    """The profile's shares in category_bins' order (the last one is "other")."""
+    shares = entry.get("shares") or {}
+    return [*shares.values(), float(entry.get("other") or 0.0)]
+
+
+def coverage(top_tokens: Sequence[str], texts: Iterable[str]) -> float:
+    """The share of the texts' tokens (profile.tokens' rule) that are among `top_tokens`."""
+    known = set(top_tokens)
+    total = hit = 0
+    for text in texts:
+        found = tokens(text)
+        total += len(found)
+        hit += sum(1 for t in found if t in known)
+    return hit / total if total else 0.0
+
+
+@dataclass
+class Drift:
+    """One feature's (or the predictions') comparison with the profile."""
+
+    name: str
+    kind: str  # number, category, boolean, text, predictions
+    records: int
+    psi: float
+    bins: list[str] = field(default_factory=list)  # bin labels, for a report's plot
+    expected: list[float] = field(default_factory=list)  # training shares per bin
+    observed: list[float] = field(default_factory=list)  # observed shares per bin
+    out_of_range: float = 0.0  # share of present values outside the training range
+    unseen: float = 0.0  # share of present values never seen in training
+    missing: float = 0.0  # share of records without a value
+    coverage: float | None = None  # text: today's token coverage
+    baseline_coverage: float | None = None  # text: the training coverage
+    reasons: list[str] = field(default_factory=list)  # why it crossed a threshold (empty: it did not)
+
+    def to_json(self) -> dict:
+        return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in asdict(self).items()}
+
+
+def _shares(counts) -> list[float]:
+    counts = np.asarray(counts, dtype=np.float64)
+    total = counts.sum()
+    return [float(c / total) if total else 0.0 for c in counts]
+
+
+def _edge_labels(edges: Sequence[float]) -> list[str]:
+    return [f"{edges[i]:g} to {edges[i + 1]:g}" for i in range(len(edges) - 1)]
+
+
+def number_drift(name: str, entry: dict, values, kind: str = "number") -> Drift:
+    """A number's (or a regressor's predictions') drift: PSI over the profile's bins, and the
+    share outside the training range."""
+    values = list(values)
+    counts, outside, missing = number_bins(entry, values)
+    present = int(counts.sum())
+    return Drift(
+        name=name, kind=kind, records=len(values), psi=psi(entry.get("shares") or [], counts),
+        bins=_edge_labels(entry.get("edges") or []), expected=list(entry.get("shares") or []),
+        observed=_shares(counts), out_of_range=outside / present if present else 0.0,
+        missing=missing / len(values) if values else 0.0,
+    )
+
+
+def category_drift(name: str, entry: dict, values) -> Drift:
+    """A category's or a boolean's drift: PSI over its values plus "other", and the unseen share."""
+    values = list(values)
+    bins, counts, unseen, missing = category_bins(entry, values)
+    present = int(counts.sum())
+    expected = category_expected(entry)
+    return Drift(
+        name=name, kind=entry.get("kind", "category"), records=len(values), psi=psi(expected, counts),
+        bins=bins, expected=expected, observed=_shares(counts),
+        unseen=unseen / present if present else 0.0, missing=missing / len(values) if values else 0.0,
+    )
+
+
+def text_drift(name: str, entry: dict, texts) -> Drift:
+    """Text's drift: PSI of the character length over the profile's bins, and the token coverage."""
+    texts = ["" if t is None else str(t) for t in texts]
+    length = {**entry["length"], "kind": "number"}
+    result = number_drift(name, length, [len(t) for t in texts], kind="text")
+    result.coverage = coverage(entry.get("tokens") or [], texts)
+    result.baseline_coverage = entry.get("coverage")
+    return result
+
+
+def prediction_drift(entry: dict, predictions: Sequence[dict]) -> Drift:
+    """The predictions' drift against the held-out ones: classes' shares (the answered `label`),
+    or a regressor's `value` over the profile's bins."""
+    if "classes" in entry:
+        classes = entry["classes"]
+        labels = [p.get("label") for p in predictions]
+        tally = Counter(str(label) for label in labels if label is not None)
+        counts = [tally[c] for c in classes]
+        counts.append(sum(tally.values()) - sum(counts))
+        expected = [*classes.values(), 0.0]
+        return Drift(name="predictions", kind="predictions", records=len(labels),
+                     psi=psi(expected, counts), bins=[*classes, OTHER], expected=expected,
+                     observed=_shares(counts))
+    return number_drift("predictions", entry, [p.get("value") for p in predictions], kind="predictions")
+
+
+def judge(result: Drift, thresholds: Thresholds) -> Drift:
+    """Fill `result.reasons` with each threshold it crosses (none when it has too few records)."""
+    reasons = []
+    if result.records >= thresholds.min_records:
+        if result.psi >= thresholds.psi:
+            reasons.append(f"PSI {result.psi:.3f} >= {thresholds.psi:g}")
+        if result.out_of_range >= thresholds.out_of_range and result.out_of_range > 0:
+            reasons.append(f"{result.out_of_range:.1%} outside the training range "
+                           f"(>= {thresholds.out_of_range:.0%})")
+        if result.unseen >= thresholds.unseen and result.unseen > 0:
+            reasons.append(f"{result.unseen:.1%} unseen values (>= {thresholds.unseen:.0%})")
+        if result.coverage is not None and result.baseline_coverage is not None:
+            drop = result.baseline_coverage - result.coverage
+            if drop >= thresholds.coverage_drop:
+                reasons.append(f"token coverage {result.coverage:.1%}, {drop:.1%} below training's "
+                               f"{result.baseline_coverage:.1%}")
+    result.reasons = reasons
+    return result
+
+
+def compare(profile: dict, inputs: Sequence, predictions: Sequence[dict],
+            thresholds: Thresholds = Thresholds()) -> list[Drift]:
+    """Every feature's drift (or the text's) and the predictions', judged.
+
+    `inputs` are the captured inputs: for a table, objects by column name (a column absent from
+    every record, e.g. excluded from capture, is skipped; a hashed one, "sha256:...", too); for a
+    text model, strings.
+    """
+    results = []
+    if "text" in profile:
+        results.append(text_drift("text", profile["text"], inputs))
+    for name, entry in (profile.get("features") or {}).items():
+        values = [row.get(name) if isinstance(row, dict) else None for row in inputs]
+        present = [v for v in values if v is not None]
+        if not present or (isinstance(present[0], str) and present[0].startswith("sha256:")
+                           and entry["kind"] != "text"):
+            continue
+        if entry["kind"] == "number":
+            results.append(number_drift(name, entry, values))
+        elif entry["kind"] == "text":
+            results.append(text_drift(name, entry, values))
+        else:
+            results.append(category_drift(name, entry, values))
+    if "predictions" in profile and predictions:
+        results.append(prediction_drift(profile["predictions"], predictions))
+    return [judge(r, thresholds) for r in results]
