@@ -21,6 +21,10 @@ DEFAULTS: dict[str, str | None] = {
     "MODEL_ALIAS": DEFAULT_ALIAS,
     # A public key (PEM) or kms:KEY: a rollout refuses a model version it did not sign.
     "MODEL_VERIFY_KEY": None,
+    # The service's prediction capture (README: Monitoring); empty: none, no columns left out or hashed.
+    "CAPTURE_RATE": None,
+    "CAPTURE_EXCLUDE": None,
+    "CAPTURE_HASH": None,
     "IMAGE_NAME": "model-service",
     "BASE_IMAGE": None,
     "TASK_FAMILY": "model-service",
@@ -60,6 +64,9 @@ def template_values(values: dict[str, str | None]) -> dict[str, str | None]:
         "MODEL_NAME": values["MODEL_NAME"],
         "MODEL_ALIAS": values["MODEL_ALIAS"],
         "MODEL_VERIFY_KEY": values["MODEL_VERIFY_KEY"] or "",  # empty: signatures are not required
+        "CAPTURE_RATE": values["CAPTURE_RATE"] or "",  # empty: the variable is left out (no capture)
+        "CAPTURE_EXCLUDE": values["CAPTURE_EXCLUDE"] or "",
+        "CAPTURE_HASH": values["CAPTURE_HASH"] or "",
     }
 
 

@@ -16,7 +16,8 @@ from deploy.errors import InvalidInput
 
 CONTAINER_NAME = "model-service"
 # Placeholders whose value may be empty (the variable is then dropped from the container environment).
-_OPTIONAL_ENV = {"MODEL_VERSION", "MODEL_ALIAS", "MODEL_VERIFY_KEY"}
+_OPTIONAL_ENV = {"MODEL_VERSION", "MODEL_ALIAS", "MODEL_VERIFY_KEY", "CAPTURE_RATE", "CAPTURE_EXCLUDE",
+                 "CAPTURE_HASH"}
 
 
 def _register_shape():

@@ -143,6 +143,17 @@ def test_the_task_role_only_reads_the_store_prefix(rendered):
     assert not allows(task, "s3:GetObject", "arn:aws:s3:::another-bucket/models/x")
 
 
+def test_the_task_role_writes_only_new_captured_predictions_of_its_model(rendered):
+    capture = concrete(statements(rendered, "TaskRole", "write-captured-predictions"), "b", "models")
+    capture = json.loads(json.dumps(capture).replace("${ModelName}", "digits"))
+    key = "models/digits/capture/version=v/date=2026-12-02/hour=17/20261202T170000Z-h-1-000001.jsonl"
+    assert allows(capture, "s3:PutObject", f"arn:aws:s3:::b/{key}")
+    assert actions_of(capture) == {"s3:PutObject"}
+    for other in ("models/digits/versions/v/model.joblib", "models/digits/aliases/production.json",
+                  "models/other-model/capture/x.jsonl", "data/digits/new.csv"):
+        assert not allows(capture, "s3:PutObject", f"arn:aws:s3:::b/{other}"), other
+
+
 def test_the_task_role_may_verify_signatures_with_the_one_key_and_nothing_else(rendered):
     statement = statements(rendered, "TaskRole", "verify-model-signatures")
     assert actions_of(statement) == {"kms:Verify"}

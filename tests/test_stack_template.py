@@ -288,6 +288,28 @@ def test_the_store_bucket_is_private_versioned_and_tls_only(rendered):
     assert policy["rules"][0]["selection"]["countNumber"] == 30
 
 
+def test_capture_settings_reach_the_service_and_captured_files_expire(rendered):
+    from deploy.errors import InvalidInput
+    from deploy.stack.parameters import check
+
+    placeholders = rendered["Resources"]["TaskDefinition"]["Metadata"]["Placeholders"]
+    assert placeholders["CAPTURE_RATE"] == {"Ref": "CaptureRate"}
+    assert placeholders["CAPTURE_HASH"] == {"Ref": "CaptureHash"}
+    environment = rendered["Resources"]["TaskDefinition"]["Properties"]["ContainerDefinitions"][0][
+        "Environment"]
+    assert {"Name": "CAPTURE_RATE", "Value": {"Ref": "CaptureRate"}} in environment
+    rules = rendered["Resources"]["ModelBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
+    expiry = next(rule for rule in rules if rule["Id"] == "expire-captured-predictions")
+    assert expiry["Prefix"] == {"Fn::Sub": "${StorePrefix}/${ModelName}/capture/"}
+    assert expiry["ExpirationInDays"] == {"Ref": "CaptureRetentionDays"}
+    template = load()
+    for good in ("0", "0.05", "1", "1.0"):
+        check(template, {"CaptureRate": good})
+    for bad in ("1.5", "-1", ".5", "all"):
+        with pytest.raises(InvalidInput, match="CaptureRate"):
+            check(template, {"CaptureRate": bad})
+
+
 def test_scaling_and_alarms(rendered):
     target = rendered["Resources"]["ScalableTarget"]["Properties"]
     assert target["MinCapacity"] == {"Fn::If": ["HasImage", {"Ref": "MinTasks"}, 0]}

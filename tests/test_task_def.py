@@ -55,6 +55,15 @@ def test_empty_model_version_means_follow_the_alias():
     assert environment(definition)["MODEL_ALIAS"] == "production"
 
 
+def test_capture_settings_reach_the_container_only_when_set():
+    plain = environment(render_file(TEMPLATE, VALUES))
+    assert not {"CAPTURE_RATE", "CAPTURE_EXCLUDE", "CAPTURE_HASH"} & set(plain)
+    capturing = environment(render_file(TEMPLATE, {**VALUES, "CAPTURE_RATE": "0.05",
+                                                   "CAPTURE_HASH": "customer_id"}))
+    assert capturing["CAPTURE_RATE"] == "0.05" and capturing["CAPTURE_HASH"] == "customer_id"
+    assert "CAPTURE_EXCLUDE" not in capturing
+
+
 def test_values_are_json_escaped_not_injected():
     definition = render_file(TEMPLATE, {**VALUES, "MODEL_STORE": 's3://b/p", "x": "y'})
     assert environment(definition)["MODEL_STORE"] == 's3://b/p", "x": "y'
