@@ -18,6 +18,7 @@ from werkzeug.exceptions import HTTPException
 
 from service import logs
 from service.bodies import JSON, decode_json, not_json, request_id
+from service.capture import EXIT_SECONDS, Capture
 from service.config import Settings
 from service.errors import ApiError, NotReady, TooLarge
 from service.holder import ModelHolder
@@ -49,6 +50,7 @@ class Service:
     metrics: Metrics
     reports: Reports
     access: logs.AccessLog
+    capture: Capture
 
 
 def create_app(config: Mapping[str, object] | None = None) -> Flask:
@@ -64,7 +66,8 @@ def create_app(config: Mapping[str, object] | None = None) -> Flask:
     metrics = Metrics(settings.prometheus_multiproc_dir)
     holder = ModelHolder(settings, on_loaded=lambda predictor: metrics.model_loaded(predictor.info,
                                                                                   predictor.path))
-    service = Service(settings, holder, metrics, Reports(settings.model_store), logs.AccessLog())
+    service = Service(settings, holder, metrics, Reports(settings.model_store), logs.AccessLog(),
+                      Capture(settings, metrics))
     app.extensions["service"] = service
     # Predictions skip Flask's per-request machinery; everything else still goes through it.
     app.wsgi_app = PredictRoute(app.wsgi_app, service)
@@ -78,6 +81,16 @@ def create_app(config: Mapping[str, object] | None = None) -> Flask:
 def start_model(app: Flask, wait: float | None = None) -> bool:
     """Begin loading the model in this process (see ModelHolder.start); True once it is loaded."""
     return app.extensions["service"].holder.start(wait)
+
+
+def start_capture(app: Flask) -> None:
+    """Start this worker's capture writer (service/capture.py); a no-op when CAPTURE_RATE is 0."""
+    app.extensions["service"].capture.start()
+
+
+def stop_capture(app: Flask, timeout: float = EXIT_SECONDS) -> None:
+    """Write what this worker's capture holds (bounded by `timeout`) and stop its writer."""
+    app.extensions["service"].capture.stop(timeout)
 
 
 def _json_response(payload, status: int = 200, headers=None) -> Response:
@@ -156,6 +169,9 @@ def _parse_body():
 
 def _register_routes(app: Flask, service: Service) -> None:
     holder, metrics, settings, reports = service.holder, service.metrics, service.settings, service.reports
+    capture = service.capture
+    # Live drift gauges need sampled records (CAPTURE_RATE > 0) and a window (DRIFT_WINDOW > 0).
+    live_drift = capture.live is not None
 
     def predictor():
         current = holder.predictor
@@ -168,6 +184,8 @@ def _register_routes(app: Flask, service: Service) -> None:
         instances = model.check_batch(_parse_body())
         predictions, labels = model.predict(model.to_matrix(instances))
         metrics.count_predictions(labels)
+        if capture.enabled:
+            capture.offer(model, instances, predictions, g.request_id)
         return _json_response({"model": model.info, "predictions": predictions})
 
     def ready():
@@ -197,7 +215,11 @@ def _register_routes(app: Flask, service: Service) -> None:
 
     @app.get("/metrics")
     def metrics_text():
-        return Response(metrics.render(), mimetype=None, content_type=metrics.content_type)
+        served = None
+        if live_drift and holder.predictor is not None:
+            served = {"info": holder.predictor.info, "profile": holder.predictor.manifest.get("profile")}
+        return Response(metrics.render(served, drift=live_drift), mimetype=None,
+                        content_type=metrics.content_type)
 
     @app.get("/openapi.json")
     def openapi():

@@ -22,6 +22,9 @@ WORKER_CLASSES = ("buffered", "sync", "gevent")
 # parity re-check; onnx never unpickles anything, so only compiled versions are served.
 MODEL_FORMATS = ("auto", "onnx")
 # What gunicorn's `worker_class` setting is for each WORKER_CLASS.
+# Fields of a captured record (model/capture_files.py) that CAPTURE_EXCLUDE/CAPTURE_HASH may not name:
+# without them a record cannot be placed or read back.
+CAPTURE_FIXED_FIELDS = ("time", "model", "version", "index")
 GUNICORN_WORKERS = {"buffered": "service.worker.BufferedWorker", "sync": "sync", "gevent": "gevent"}
 
 
@@ -66,6 +69,22 @@ class Settings:
     load_wait: float = 15.0
     retry_initial: float = 0.5
     retry_max: float = 30.0
+    # Capture (service/capture.py): the share of prediction requests recorded, the records per worker
+    # per minute, the records a worker holds, how often it writes a file, privacy, where files go.
+    capture_rate: float = 0.0
+    capture_max_per_minute: int = 1000
+    capture_queue: int = 10000
+    capture_flush_seconds: float = 60.0
+    capture_exclude: tuple[str, ...] = ()
+    capture_hash: tuple[str, ...] = ()
+    capture_store: str | None = None
+    # Records per worker in the live drift window (service/drift_live.py); 0: no live gauges.
+    drift_window: int = 1000
+
+    @property
+    def capture_uri(self) -> str:
+        """Where captured files go: CAPTURE_STORE, else MODEL_STORE (same layout either way)."""
+        return self.capture_store or self.model_store
 
     @property
     def cache_dir(self) -> str:
@@ -123,6 +142,27 @@ class Settings:
                 raise ConfigError(f"{key} must be between 0 and 3600 seconds, got {raw}")
             return value
 
+        def share(key: str, field: str) -> float:
+            raw = get(key)
+            if raw is None:
+                return defaults[field]
+            try:
+                value = float(raw)
+            except ValueError:
+                raise ConfigError(f"{key} must be a number between 0 and 1, got {raw!r}") from None
+            if not 0 <= value <= 1:
+                raise ConfigError(f"{key} must be between 0 and 1 (a share of requests), got {raw}")
+            return value
+
+        def names(key: str) -> tuple[str, ...]:
+            found = tuple(dict.fromkeys(n.strip() for n in (get(key) or "").split(",") if n.strip()))
+            fixed = sorted(set(found) & set(CAPTURE_FIXED_FIELDS))
+            if fixed:
+                raise ConfigError(f"{key} cannot name {', '.join(fixed)}: every captured record keeps "
+                                  f"{', '.join(CAPTURE_FIXED_FIELDS)} (name a column of input, or input, "
+                                  "prediction, request_id)")
+            return found
+
         log_level = (get("LOG_LEVEL") or defaults["log_level"]).upper()
         if log_level not in LOG_LEVELS:
             raise ConfigError(f"LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, got {log_level!r}")
@@ -159,6 +199,14 @@ class Settings:
             load_wait=number("MODEL_LOAD_WAIT", "load_wait"),
             retry_initial=number("MODEL_RETRY_INITIAL", "retry_initial"),
             retry_max=number("MODEL_RETRY_MAX", "retry_max"),
+            capture_rate=share("CAPTURE_RATE", "capture_rate"),
+            capture_max_per_minute=integer("CAPTURE_MAX_PER_MINUTE", "capture_max_per_minute"),
+            capture_queue=integer("CAPTURE_QUEUE", "capture_queue"),
+            capture_flush_seconds=number("CAPTURE_FLUSH_SECONDS", "capture_flush_seconds"),
+            capture_exclude=names("CAPTURE_EXCLUDE"),
+            capture_hash=names("CAPTURE_HASH"),
+            capture_store=get("CAPTURE_STORE"),
+            drift_window=integer("DRIFT_WINDOW", "drift_window", minimum=0),
         )
         key = settings.verify_key
         if key and not key.startswith("kms:") and not os.path.isfile(key):
@@ -177,4 +225,11 @@ class Settings:
             raise ConfigError(
                 f"MODEL_LOAD_WAIT ({settings.load_wait}) must be below GUNICORN_TIMEOUT ({settings.timeout})"
             )
+        if settings.capture_flush_seconds <= 0:
+            raise ConfigError(f"CAPTURE_FLUSH_SECONDS must be above 0 seconds, got "
+                              f"{settings.capture_flush_seconds:g}")
+        both = sorted(set(settings.capture_exclude) & set(settings.capture_hash))
+        if both:
+            raise ConfigError(f"CAPTURE_HASH names {', '.join(both)}, which CAPTURE_EXCLUDE leaves out "
+                              "already: name each field in one of them")
         return settings

@@ -87,14 +87,29 @@ def on_starting(server):
 def post_worker_init(worker):
     """Load and verify the model in this worker before it accepts requests (bounded wait)."""
     from service import protocol_errors
-    from service.app import start_model
+    from service.app import start_capture, start_model
 
     protocol_errors.install()
+    # The capture writer thread belongs to this worker (a thread started in the master would not
+    # survive the fork); it needs no model to start.
+    start_capture(worker.wsgi)
 
     if start_model(worker.wsgi):
         worker.log.info("worker %s ready", worker.pid)
     else:
         worker.log.warning("worker %s started without a model; retrying in the background", worker.pid)
+
+
+def worker_exit(server, worker):
+    """Write this worker's held capture records before it exits (bounded: service.capture.EXIT_SECONDS,
+    below the graceful timeout). gunicorn also calls this hook in the master for a worker it found
+    gone; only the worker itself has records to write."""
+    app = getattr(worker, "wsgi", None)
+    if worker.pid != os.getpid() or app is None:
+        return
+    from service.app import stop_capture
+
+    stop_capture(app, timeout=min(5.0, _settings.graceful_timeout / 2))
 
 
 def child_exit(server, worker):

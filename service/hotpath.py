@@ -58,6 +58,9 @@ class PredictRoute:
             instances = model.check_batch(decode_json(data))
             predictions, labels = model.predict(model.to_matrix(instances))
             service.metrics.count_predictions(labels)
+            if service.capture.enabled:
+                # References only (service/capture.py): the writer thread builds the records.
+                service.capture.offer(model, instances, predictions, rid)
             status, payload = 200, {"model": model.info, "predictions": predictions}
         except ApiError as exc:
             service.metrics.errors.labels(exc.code).inc()

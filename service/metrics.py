@@ -70,6 +70,33 @@ class Metrics:
             registry=r,
         )
 
+        # Capture (service/capture.py): what was written, what was dropped and why, store failures.
+        self.capture_written = Counter(
+            "capture_records_written_total", "Captured records written to the capture store", registry=r)
+        self.capture_files = Counter(
+            "capture_files_written_total", "Captured files (JSON lines) written to the capture store",
+            registry=r)
+        self.capture_dropped = Counter(
+            "capture_records_dropped_total",
+            "Sampled records not captured, by reason: minute_cap (CAPTURE_MAX_PER_MINUTE reached), "
+            "queue_full (CAPTURE_QUEUE records held), store_error (the store kept failing), shutdown",
+            ["reason"], registry=r)
+        self.capture_errors = Counter(
+            "capture_write_errors_total", "Failed writes of a captured file (retried with backoff)",
+            registry=r)
+        self.capture_pending = Gauge(
+            "capture_records_pending", "Captured records held by the workers, not written yet",
+            multiprocess_mode="livesum", registry=r)
+        # Live drift (service/drift_live.py): each worker's window counts, summed over live workers;
+        # /metrics replaces them with the PSI and share gauges computed from the sums.
+        from service.drift_live import BINS_FAMILY, TOTALS_FAMILY
+
+        self.drift_bins = Gauge(BINS_FAMILY, "Live drift window: records per profile bin (internal)",
+                                ["name", "version", "feature", "bin"], multiprocess_mode="livesum",
+                                registry=r)
+        self.drift_totals = Gauge(TOTALS_FAMILY, "Live drift window: totals (internal)",
+                                  ["name", "version", "total"], multiprocess_mode="livesum", registry=r)
+
     def observe(self, endpoint: str, method: str, status: int, seconds: float) -> None:
         """Count one request and its latency."""
         code = str(status)
@@ -94,15 +121,34 @@ class Metrics:
         if path is not None:
             self.serving_path.labels(info["name"], info["version"], path).set(1)
 
-    def render(self) -> bytes:
-        """The exposition text of all workers' metrics."""
+    def render(self, served: dict | None = None, drift: bool = False) -> bytes:
+        """The exposition text of all workers' metrics; with `drift`, the live drift gauges of the
+        version `served` ({"info", "profile"}) computed from the workers' summed window counts."""
+        registry = self.registry
         if self.multiproc_dir:
             from prometheus_client import multiprocess
 
             registry = CollectorRegistry()
             multiprocess.MultiProcessCollector(registry, path=self.multiproc_dir)
+        if not drift and self.multiproc_dir:
+            # Drift off: no worker writes the internal families, so there is nothing to filter.
             return generate_latest(registry)
-        return generate_latest(self.registry)
+        from service.drift_live import BINS_FAMILY, TOTALS_FAMILY, derived_families
+
+        families = list(registry.collect())
+        internal = [f for f in families if f.name in (BINS_FAMILY, TOTALS_FAMILY)]
+        shown = [f for f in families if f.name not in (BINS_FAMILY, TOTALS_FAMILY)]
+        return generate_latest(_Families(shown + derived_families(internal, served if drift else None)))
+
+
+class _Families:
+    """What generate_latest needs: an object whose collect() gives the families to expose."""
+
+    def __init__(self, families: list):
+        self._families = families
+
+    def collect(self):
+        return self._families
 
 
 def mark_worker_dead(pid: int, multiproc_dir: str) -> None:

@@ -1,0 +1,316 @@
+"""Capture: a sample of the requests and their predictions, written to the store off the request path.
+
+The request path (`Capture.offer`, called by both prediction routes for answered requests only) does
+a random draw against CAPTURE_RATE, a check of the per-minute cap (CAPTURE_MAX_PER_MINUTE records)
+and of the records held (CAPTURE_QUEUE), and appends *references* (the parsed instances, the
+predictions as answered, the model, the request id, the time) to a deque: no copy, no
+serialisation, no store call, so a slow or unreachable store never slows or fails a prediction.
+
+A writer thread per worker (started by the gunicorn post_worker_init hook, never in the master,
+never at import) drains the deque a few times a second: it builds each record in the format of
+model/capture_files.py (a table row as an object by column name, text as the string, the
+prediction exactly as answered), applies CAPTURE_EXCLUDE and CAPTURE_HASH, feeds the live drift
+window (service/drift_live.py) and keeps the serialised lines per (model, version, hour). It writes
+one whole file per (version, hour) with capture_key() when the oldest held record has waited
+CAPTURE_FLUSH_SECONDS, when it holds FLUSH_RECORDS records (or half of CAPTURE_QUEUE, if smaller),
+and at worker exit within EXIT_SECONDS (gunicorn's worker_exit hook).
+
+Bounds: records queued plus records built but not written never exceed CAPTURE_QUEUE; beyond it new
+records are dropped (reason queue_full). When the store fails the write is retried with capped
+exponential backoff; while it fails, the writer keeps only the newest half of CAPTURE_QUEUE and
+drops older records (store_error), so the newest records keep arriving (and feeding the live gauges)
+and capture resumes with them when the store returns. Every drop is counted by reason in
+capture_records_dropped_total; failed writes in capture_write_errors_total.
+
+The held count is `offered - taken`: `offered` is only ever written by the request thread and
+`taken` only by the writer thread, so neither needs a lock (the service's worker classes serve
+requests on one thread: buffered, sync, and gevent's cooperative greenlets).
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import logging
+import os
+import random
+import socket
+import threading
+import time
+from datetime import UTC, datetime
+
+import orjson
+
+from model.capture_files import HASH_PREFIX, capture_key, format_time
+
+log = logging.getLogger("service.capture")
+
+FLUSH_RECORDS = 5000  # a file is written when a worker holds this many records
+TICK_SECONDS = 0.2  # how often the writer drains the deque
+EXIT_SECONDS = 5.0  # the most a worker's exit waits for its last write
+BACKOFF_MAX = 30.0
+TOP_FIELDS = ("input", "prediction", "request_id")
+REASONS = ("minute_cap", "queue_full", "store_error", "shutdown")
+
+
+def s3_client():
+    """An S3 client for capture writes: short timeouts and few retries, so a dead endpoint fails a
+    write in seconds (the writer retries on its own schedule) and a worker's exit stays bounded."""
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client("s3", config=Config(connect_timeout=2, read_timeout=5,
+                                            retries={"max_attempts": 2, "mode": "standard"}))
+
+
+def open_capture_backend(uri: str):
+    """The backend captured files are written to (local folder or S3, model/backends.py)."""
+    from model.backends import open_backend
+
+    return open_backend(uri, s3_client=s3_client() if uri.startswith("s3://") else None)
+
+
+def hashed(value) -> str:
+    """"sha256:<hex>" of a value's canonical JSON (sorted keys, no spaces)."""
+    return HASH_PREFIX + hashlib.sha256(orjson.dumps(value, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+class Privacy:
+    """CAPTURE_EXCLUDE and CAPTURE_HASH applied to a record (top-level fields, or input columns)."""
+
+    def __init__(self, exclude, hash_):
+        self.exclude, self.hash = frozenset(exclude), frozenset(hash_)
+        self.columns_excluded = self.exclude - set(TOP_FIELDS)
+        self.columns_hashed = self.hash - set(TOP_FIELDS)
+        self.active = bool(self.exclude or self.hash)
+
+    def apply(self, record: dict) -> dict:
+        """The record as it may be stored (modified in place and returned)."""
+        for field in TOP_FIELDS:
+            if field in self.exclude:
+                record.pop(field, None)
+            elif field in self.hash and field in record:
+                record[field] = hashed(record[field])
+        row = record.get("input")
+        if isinstance(row, dict) and (self.columns_excluded or self.columns_hashed):
+            record["input"] = {key: (hashed(value) if key in self.columns_hashed else value)
+                               for key, value in row.items() if key not in self.columns_excluded}
+        return record
+
+
+def normalise(model, instance):
+    """An instance as captured: text as the string; a table row as an object by column name."""
+    if model.kind == "text" or isinstance(instance, dict):
+        return instance
+    return dict(zip(model.table.features, instance, strict=False))
+
+
+class Capture:
+    """One worker's capture: `offer` on the request path, a writer thread for everything else."""
+
+    def __init__(self, settings, metrics, *, backend=None, random_draw=random.random, clock=time.time,
+                 monotonic=time.monotonic):
+        self.rate = settings.capture_rate
+        self.enabled = self.rate > 0
+        self.cap = settings.capture_max_per_minute
+        self.limit = settings.capture_queue
+        self.flush_seconds = settings.capture_flush_seconds
+        self.flush_records = max(1, min(FLUSH_RECORDS, self.limit // 2))
+        self.privacy = Privacy(settings.capture_exclude, settings.capture_hash)
+        self.uri = settings.capture_uri
+        self.metrics = metrics
+        self._backend = backend
+        self._draw = random_draw
+        self._clock = clock
+        self._monotonic = monotonic
+        self._queue: collections.deque = collections.deque()
+        self._offered = 0  # records accepted by offer (written by the request thread only)
+        self._taken = 0  # records written or dropped by the writer (written by the writer thread only)
+        self._minute = -1
+        self._minute_used = 0
+        self._drops = {reason: metrics.capture_dropped.labels(reason) for reason in REASONS}
+        self.live = None
+        if self.enabled and settings.drift_window > 0:
+            from service.drift_live import LiveWindow
+
+            self.live = LiveWindow(settings.drift_window, metrics)
+        # Writer state (writer thread only).
+        self._pending: dict[tuple, list[bytes]] = {}
+        self._pending_records = 0
+        self._oldest = 0.0  # monotonic time the oldest pending record was built
+        self._next_try = 0.0
+        self._backoff = 0.0
+        self._seq = 0
+        self._writer = f"{socket.gethostname()}-{os.getpid()}"
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+        self._stop = threading.Event()
+        self._closed = False
+        self._shown_pending = -1
+
+    @property
+    def held(self) -> int:
+        """Records queued or built but not yet written (never above CAPTURE_QUEUE)."""
+        return self._offered - self._taken
+
+    # -- the request path -------------------------------------------------------------------
+    def offer(self, model, instances: list, predictions: list, request_id: str) -> None:
+        """Maybe capture one answered request (all its instances, or none). Never raises."""
+        try:
+            if self.rate < 1 and self._draw() >= self.rate:
+                return
+            now = self._clock()
+            n = len(predictions)
+            minute = int(now // 60)
+            if minute != self._minute:
+                self._minute, self._minute_used = minute, 0
+            if self._minute_used + n > self.cap:
+                self._drops["minute_cap"].inc(n)
+                return
+            if self._offered + n - self._taken > self.limit:
+                self._drops["queue_full"].inc(n)
+                return
+            self._minute_used += n
+            self._offered += n
+            self._queue.append((now, request_id, model, instances, predictions))
+        except Exception:  # capture must never cost a prediction
+            log.exception("capture offer failed")
+
+    # -- the writer thread ------------------------------------------------------------------
+    def start(self) -> None:
+        """Start this process's writer thread (once per process; a no-op when capture is off)."""
+        if not self.enabled or (self._thread is not None and self._pid == os.getpid()):
+            return
+        self._pid = os.getpid()
+        self._writer = f"{socket.gethostname()}-{self._pid}"
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="capture-writer", daemon=True)
+        self._thread.start()
+        log.info("capture started", extra={"rate": self.rate, "store": self.uri,
+                                           "drift_window": self.live.size if self.live else 0})
+
+    def stop(self, timeout: float = EXIT_SECONDS) -> None:
+        """Write what is held (one attempt, at most `timeout` seconds) and stop the writer; what
+        could not be written is counted as dropped (shutdown)."""
+        thread = self._thread
+        if thread is None or self._pid != os.getpid():
+            return
+        self._stop.set()
+        thread.join(timeout)
+        if thread.is_alive():
+            # Still blocked in a write: the process is exiting, so what it holds is lost.
+            self._closed = True
+            lost = self.held
+            if lost > 0:
+                self._drops["shutdown"].inc(lost)
+            log.warning("capture writer did not finish in time", extra={"dropped": lost})
+        self._thread = None
+
+    def _run(self) -> None:
+        while not self._stop.wait(TICK_SECONDS):
+            try:
+                self.tick()
+            except Exception:  # a bug here must not end capture for the worker's lifetime
+                log.exception("capture writer error")
+        try:
+            self.tick(final=True)
+        except Exception:
+            log.exception("capture writer error at exit")
+
+    def tick(self, final: bool = False) -> None:
+        """One round of the writer: drain the queue, write if due, publish gauges."""
+        now = self._monotonic()
+        self._drain(now)
+        if self._pending_records and (final or now >= self._next_try) and (
+                final or self._backoff or self._pending_records >= self.flush_records
+                or now - self._oldest >= self.flush_seconds):
+            self._flush(now)
+        if final and self._pending_records and not self._closed:
+            self._drop_pending(self._pending_records, "shutdown")
+        if self.live is not None:
+            self.live.maybe_publish(force=final)
+        if self.held != self._shown_pending:
+            self._shown_pending = self.held
+            self.metrics.capture_pending.set(self._shown_pending)
+
+    def _drain(self, now: float) -> None:
+        queue, privacy = self._queue, self.privacy
+        while queue:
+            when, request_id, model, instances, predictions = queue.popleft()
+            info = model.info
+            inputs = [normalise(model, instance) for instance in instances]
+            if self.live is not None:
+                self.live.add(info, model.manifest.get("profile"), inputs, predictions)
+            stamp = datetime.fromtimestamp(when, UTC)
+            hour = stamp.replace(minute=0, second=0, microsecond=0)
+            lines = self._pending.setdefault((info["name"], info["version"], hour), [])
+            if not self._pending_records:
+                self._oldest = now
+            text = format_time(stamp)
+            for index, (row, prediction) in enumerate(zip(inputs, predictions, strict=False)):
+                record = {"time": text, "request_id": request_id, "model": info["name"],
+                          "version": info["version"], "index": index, "input": row,
+                          "prediction": prediction}
+                if privacy.active:
+                    record = privacy.apply(record)
+                lines.append(orjson.dumps(record))
+            # A request's instances beyond its predictions (none in practice) are not records.
+            self._taken += len(predictions) - min(len(predictions), len(inputs))
+            self._pending_records += min(len(predictions), len(inputs))
+
+    def _flush(self, now: float) -> None:
+        if self._backend is None:
+            try:
+                self._backend = open_capture_backend(self.uri)
+            except Exception as exc:
+                self._failed(now, exc)
+                return
+        written = datetime.now(UTC)
+        for group in list(self._pending):
+            name, version, hour = group
+            lines = self._pending[group]
+            self._seq += 1
+            key = capture_key(name, version, hour, written, self._writer, self._seq)
+            try:
+                self._backend.write(key, b"\n".join(lines) + b"\n")
+            except Exception as exc:
+                self._failed(now, exc)
+                return
+            del self._pending[group]
+            self._pending_records -= len(lines)
+            self._taken += len(lines)
+            self.metrics.capture_written.inc(len(lines))
+            self.metrics.capture_files.inc()
+        if self._backoff:
+            log.info("capture store answers again; writing resumed", extra={"store": self.uri})
+        self._backoff = 0.0
+        self._next_try = 0.0
+
+    def _failed(self, now: float, exc: Exception) -> None:
+        self.metrics.capture_errors.inc()
+        if not self._backoff:
+            log.warning("capture write failed; retrying with backoff",
+                        extra={"store": self.uri, "error": str(exc)})
+        self._backoff = min(max(self._backoff * 2, 1.0), min(BACKOFF_MAX, max(1.0, self.flush_seconds)))
+        self._next_try = now + self._backoff
+        # Keep the newest half of CAPTURE_QUEUE: new records keep coming in while the store is away.
+        excess = self._pending_records - self.limit // 2
+        if excess > 0:
+            self._drop_pending(excess, "store_error")
+
+    def _drop_pending(self, count: int, reason: str) -> None:
+        """Drop the `count` oldest pending records, counted under `reason`."""
+        left = count
+        for group in list(self._pending):
+            if left <= 0:
+                break
+            lines = self._pending[group]
+            cut = min(left, len(lines))
+            del lines[:cut]
+            if not lines:
+                del self._pending[group]
+            left -= cut
+        dropped = count - left
+        self._pending_records -= dropped
+        self._taken += dropped
+        self._drops[reason].inc(dropped)
