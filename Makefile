@@ -19,7 +19,7 @@ PORT ?= 8080
 PIDFILE ?= build/gunicorn-$(PORT).pid
 
 .PHONY: help venv checkov-venv run serve train-default test test-fast test-e2e lint bench bench-score profile exit-codes \
-        system-tools
+        system-tools bench-capture
 
 $(STAMP):
 	@echo "installing the pinned dependencies into $(VENV) (about 2 minutes the first time)..."
@@ -93,6 +93,9 @@ bench-score: $(STAMP) ## batch scoring (python -m model score) against in-proces
 	$(PY) -m bench.scoring --model digits
 	$(PY) -m bench.scoring --model forest
 
+bench-capture: $(STAMP) ## what prediction capture costs the service: throughput with capture off and on
+	$(PY) -m bench.capture
+
 profile: $(STAMP) ## where a worker's CPU goes per request, from py-spy samples of the live service (digits)
 	$(PY) -m bench.profile --model digits --json bench/profile.json
 
@@ -101,12 +104,17 @@ profile: $(STAMP) ## where a worker's CPU goes per request, from py-spy samples 
 CANDIDATE ?= build/candidate
 # Which model of the training plan (model/training.toml) to train; empty: its first entry.
 TRAIN_MODEL ?=
+# Data to train the plan's recipe on instead of the plan's dataset (a .csv path, an s3:// CSV or a
+# built-in name); Jenkins' TRAIN_DATASET parameter, which a retrain on drift sets. Empty: the plan's.
+# Read by the shell from the environment, never pasted into the command: a build parameter is text.
+export TRAIN_DATASET ?=
 GATE_ARGS ?=
 
 .PHONY: train gate publish promote
 train: $(STAMP) ## train the plan's model (model/training.toml; TRAIN_MODEL) into a candidate folder, build/candidate: publishes nothing
 	rm -rf $(CANDIDATE)
-	$(PY) -m model train --plan model/training.toml $(if $(TRAIN_MODEL),--model $(TRAIN_MODEL)) --out $(CANDIDATE)
+	$(PY) -m model train --plan model/training.toml $(if $(TRAIN_MODEL),--model $(TRAIN_MODEL)) \
+	  $(if $(TRAIN_DATASET),--dataset "$$TRAIN_DATASET") --out $(CANDIDATE)
 
 gate: $(STAMP) ## the quality gate: the candidate against the current production model (GATE_ARGS)
 	$(PY) -m model gate $(CANDIDATE) $(GATE_ARGS)
@@ -125,13 +133,31 @@ TRAIN_IMAGE_TAG ?= train-$(IMAGE_TAG)
 .PHONY: train-task image-train push-train
 train-task: $(STAMP) ## train, gate and publish as a Fargate task (the plan's model; TRAIN_MODEL, TRAIN_TASK_ARGS); waits and prints the version
 	@mkdir -p $(CANDIDATE)
-	scripts/train-task $(if $(TRAIN_MODEL),--name $(TRAIN_MODEL)) --version-file $(CANDIDATE)/published-version $(TRAIN_TASK_ARGS)
+	scripts/train-task $(if $(TRAIN_MODEL),--name $(TRAIN_MODEL)) $(if $(TRAIN_DATASET),--dataset "$$TRAIN_DATASET") \
+	  --version-file $(CANDIDATE)/published-version $(TRAIN_TASK_ARGS)
 
 image-train: ## build the training image (docker/Dockerfile's train target), tagged train-COMMIT
 	scripts/build-image --name model-train --tag $(TRAIN_IMAGE_TAG) --target train $(IMAGE_BUILD_ARGS)
 
 push-train: $(STAMP) ## push the training image to ECR as train-COMMIT: with the stack's trigger, that push starts a training run
 	scripts/push-image --name model-train --tag $(TRAIN_IMAGE_TAG)
+
+# ---- monitor pipeline stages (Jenkinsfile: Monitor) -----------------------------------------
+##@ Monitoring: captured predictions against the training profile (Jenkins' Monitor; MONITOR_ARGS)
+# python -m model monitor (docs/monitoring.md) over the last MONITOR_SINCE of captured records of the
+# production model; MONITOR_ARGS adds its options (--name, --psi 0.2, ...). The report and the JSON
+# land in build/monitor, which the Monitor stage archives.
+MONITOR_SINCE ?= 24h
+MONITOR_ARGS ?=
+MONITOR_OPTIONS = --since $(MONITOR_SINCE) --report build/monitor/report.html --json build/monitor/drift.json \
+  $(MONITOR_ARGS)
+
+.PHONY: monitor monitor-check
+monitor: $(STAMP) ## compare the last day of captured predictions with the training profile: exit 20 on drift
+	$(PY) -m model monitor $(MONITOR_OPTIONS)
+
+monitor-check: $(STAMP) ## the Monitor stage: as make monitor, but drift passes and writes a retrain request
+	$(PY) -m deploy.drift_check -- $(MONITOR_OPTIONS)
 
 # ---- deploy pipeline stages (Jenkinsfile: Deploy) -------------------------------------------
 ##@ Deploy pipeline stages (Jenkins' Deploy; against AWS: see the README's settings)

@@ -3,11 +3,15 @@
 // flattened) with its `when` conditions evaluated, and the steps each stage and `post` would run.
 //
 //   groovy standin/dryrun.groovy [--branch B] [--param K=V]... [--changed PATH]... [--env K=V]...
-//                                [--cause TimerTrigger|...]... Jenkinsfile
+//                                [--cause TimerTrigger|...]... [--workspace DIR] Jenkinsfile
 //
-// Nothing is executed: `sh` only records its command. `when` conditions are evaluated for the given
-// branch, parameters, changed paths (no --changed: an empty changeset, as on a branch's first build) and
-// build causes (`triggeredBy`; --cause TimerTrigger for a cron build).
+// Nothing is executed: `sh` only records its command, `build` the job and parameters it would queue.
+// `when` conditions are evaluated for the given branch, parameters, changed paths (no --changed: an
+// empty changeset, as on a branch's first build) and build causes (`triggeredBy`; --cause TimerTrigger
+// for a cron build). `fileExists` and `readFile` read the workspace, which only exists once earlier
+// stages ran: without --workspace a file does not exist yet (as in a fresh workspace) and a stage whose
+// `when` read one is marked `deferred` (Jenkins decides it when the stage starts: a runner re-runs this
+// dry run with --workspace at that point); with --workspace DIR they read DIR.
 // Anything the stub does not know fails loudly (exit 2) instead of being silently ignored.
 
 import groovy.json.JsonOutput
@@ -33,6 +37,18 @@ class Ctx {
     List<String> causes = []
     List<String> expressionSources = []
     int expressionsSeen = 0
+    File workspace = null
+    int workspaceReads = 0
+    List<Map> declared = []
+
+    /** A workspace file (relative paths only, as the steps take them); counts the read. */
+    File workspaceFile(String path) {
+        if (path.startsWith('/') || path.split('/').contains('..')) {
+            throw new DryRunError("workspace paths are relative and stay inside it, got '${path}'")
+        }
+        workspaceReads++
+        return workspace == null ? null : new File(workspace, path)
+    }
 
     Map currentBuild() {
         // Jenkins: a list of change sets, each with items whose affectedPaths are the changed files.
@@ -78,6 +94,22 @@ class Block {
     def methodMissing(String name, args) {
         throw new DryRunError("'${name}' is not allowed in ${getClass().simpleName}")
     }
+
+    /** The `fileExists` step: false before the workspace is known (a fresh workspace). */
+    boolean fileExists(String path) {
+        File f = ctx.workspaceFile(path)
+        return f != null && f.exists()
+    }
+
+    boolean fileExists(Map spec) { fileExists(spec.file.toString()) }
+
+    /** The `readFile` step: the file's text, or a placeholder naming it when it is not there (yet). */
+    String readFile(String path) {
+        File f = ctx.workspaceFile(path)
+        return f != null && f.isFile() ? f.getText('UTF-8') : "<readFile ${path}>".toString()
+    }
+
+    String readFile(Map spec) { readFile(spec.file.toString()) }
 
     def run(Closure body) {
         Closure c = (Closure) body.clone()
@@ -284,6 +316,39 @@ class StepsBlock extends Block {
     def input(Map spec) { record([input: spec.message?.toString(), ok: spec.ok?.toString()]) }
     def input(String message) { record([input: message]) }
 
+    /** The `build` step: the job and the parameters it queues a build with (wait: true by default). */
+    def build(Map spec) {
+        if (spec.job == null) throw new DryRunError('build needs job:')
+        List params = (spec.parameters ?: []) as List
+        params.each { p ->
+            if (!(p instanceof Map) || !p.containsKey('type')) {
+                throw new DryRunError("build parameters are string(name:, value:) or booleanParam(name:, value:), got ${p}")
+            }
+            // A build of this same job: Jenkins drops a parameter the job does not declare (with only a
+            // warning in the log) and refuses a choice outside its list; say so here instead.
+            if (spec.job.toString() == ctx.env.JOB_NAME?.toString()) {
+                Map declared = ctx.declared.find { it.name == p.name }
+                if (declared == null) throw new DryRunError("build: this job has no parameter ${p.name}")
+                if (declared.type == 'choice' && !(p.value in declared.choices)) {
+                    throw new DryRunError("build: ${p.name} must be one of ${declared.choices.join(', ')}, got '${p.value}'")
+                }
+            }
+        }
+        record([build: spec.job.toString(), wait: spec.containsKey('wait') ? spec.wait as boolean : true,
+                propagate: spec.containsKey('propagate') ? spec.propagate as boolean : true,
+                parameters: params.collect { plain(it) }])
+    }
+
+    def build(String job) { build([job: job]) }
+
+    // A build parameter (name:, value:), or the credentials binding of the same name.
+    def string(Map spec) {
+        if (spec.containsKey('value')) return [type: 'string', name: spec.name?.toString(), value: spec.value?.toString()]
+        return "string(${describeArgs([spec])})".toString()
+    }
+
+    def booleanParam(Map spec) { [type: 'boolean', name: spec.name?.toString(), value: spec.value as boolean] }
+
     def script(Closure body) {
         throw new DryRunError('script { } blocks are logic; this Jenkinsfile keeps logic in make targets')
     }
@@ -325,6 +390,7 @@ class StageBlock extends Block {
     List<StageBlock> children = []
     List<Map> options = []
     Map<String, String> environment = [:]
+    Map<String, List<Map>> post = [:]
 
     StageBlock(Ctx ctx, String name, List<String> parents) {
         super(ctx)
@@ -359,6 +425,12 @@ class StageBlock extends Block {
         EnvironmentBlock e = new EnvironmentBlock(ctx)
         e.run(body)
         environment = e.values
+    }
+
+    def post(Closure body) {
+        PostBlock p = new PostBlock(ctx)
+        p.run(body)
+        post = p.conditions
     }
 }
 
@@ -425,6 +497,7 @@ class PipelineBlock extends Block {
         ParametersBlock parameters = new ParametersBlock(ctx)
         if (sections.parameters) parameters.run(sections.parameters)
         ctx.params.putAll(parameters.effective(ctx.paramOverrides))
+        ctx.declared = parameters.declared
 
         EnvironmentBlock environment = new EnvironmentBlock(ctx)
         if (sections.environment) environment.run(sections.environment)
@@ -452,8 +525,12 @@ class PipelineBlock extends Block {
         stages.each { StageBlock s ->
             List<String> when = new ArrayList(inheritedWhen)
             boolean runs = parentRuns
+            boolean deferred = false
             if (s.when) {
+                ctx.workspaceReads = 0
                 boolean own = s.when.conditions.every { it.evaluate(ctx) }
+                // Decided by files earlier stages write: only known when the stage starts.
+                deferred = parentRuns && ctx.workspace == null && ctx.workspaceReads > 0
                 runs = runs && own
                 when.addAll(s.when.conditions.collect { it.describe() })
             }
@@ -462,8 +539,11 @@ class PipelineBlock extends Block {
                 flatten(s.children, when, runs, flat)
                 return
             }
-            flat << [name: s.name, parents: s.parents, when: when, runs: runs, steps: s.steps,
-                     options: s.options, environment: s.environment]
+            Map stage = [name: s.name, parents: s.parents, when: when, runs: runs, steps: s.steps,
+                         options: s.options, environment: s.environment]
+            if (deferred) stage.deferred = true
+            if (s.post) stage.post = s.post
+            flat << stage
         }
     }
 }
@@ -504,7 +584,7 @@ String sourceOf(List<String> lines, ASTNode node) {
 }
 
 Map parseArgs(String[] argv) {
-    Map parsed = [file: null, branch: null, params: [:], changes: [], causes: [], env: [:]]
+    Map parsed = [file: null, branch: null, params: [:], changes: [], causes: [], env: [:], workspace: null]
     def pair = { String option, String value ->
         int eq = value.indexOf('=')
         if (eq <= 0) throw new DryRunError("${option} takes KEY=VALUE, got '${value}'")
@@ -512,11 +592,14 @@ Map parseArgs(String[] argv) {
     }
     for (int i = 0; i < argv.length; i++) {
         String a = argv[i]
-        if (a in ['--branch', '--param', '--changed', '--env', '--cause']) {
+        if (a in ['--branch', '--param', '--changed', '--env', '--cause', '--workspace']) {
             if (i + 1 >= argv.length) throw new DryRunError("${a} needs a value")
             String v = argv[++i]
             if (a == '--branch') {
                 parsed.branch = v
+            } else if (a == '--workspace') {
+                if (!new File(v).isDirectory()) throw new DryRunError("--workspace: no such folder: ${v}")
+                parsed.workspace = new File(v)
             } else if (a == '--changed') {
                 parsed.changes << v
             } else if (a == '--cause') {
@@ -544,11 +627,14 @@ try {
     String text = file.getText('UTF-8')
 
     Ctx ctx = new Ctx()
+    // Jenkins always sets JOB_NAME (the job's full name); `build job: env.JOB_NAME` needs one.
+    ctx.env.JOB_NAME = 'job'
     ctx.env.putAll(opts.env)
     if (opts.branch != null) ctx.env.BRANCH_NAME = opts.branch
     ctx.paramOverrides = opts.params
     ctx.changes = opts.changes
     ctx.causes = opts.causes
+    ctx.workspace = opts.workspace
     ctx.expressionSources = expressionSources(text)
 
     PipelineBlock pipeline = new PipelineBlock(ctx)

@@ -4,7 +4,8 @@ The stages are not listed anywhere in Python: they come from a dry run of the Je
 (standin/dryrun.groovy evaluates it under a small stub of the Declarative DSL, `when` conditions
 decided for a branch, the PIPELINE parameter and the changed paths), so a local run and Jenkins
 cannot drift apart. Steps run as they would on an agent: `sh` under bash, `input` asked on the
-terminal (or answered by --approve), `post { always }` collecting reports and artifacts.
+terminal (or answered by --approve), `build` handed to the runner (which queues the build),
+`post { always }` collecting reports and artifacts.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +36,7 @@ class StageResult:
     seconds: float = 0.0
     detail: str = ""
     exit_code: int = 0
+    build: int = 1  # which build of the local run (a `build` step queues more)
 
 
 
@@ -56,8 +59,13 @@ def groovy_env() -> dict[str, str]:
 
 
 def dry_run(jenkinsfile: Path, *, branch: str, params: dict[str, str], changed: list[str],
-            env: dict[str, str] | None = None) -> dict:
-    """The Jenkinsfile's dry run (see standin/dryrun.groovy) as a dict; PipelineError if it fails."""
+            env: dict[str, str] | None = None, workspace: Path | None = None,
+            causes: tuple[str, ...] = ()) -> dict:
+    """The Jenkinsfile's dry run (see standin/dryrun.groovy) as a dict; PipelineError if it fails.
+
+    `workspace`: the folder `fileExists`/`readFile` read; without it the files earlier stages write do
+    not exist yet, and stages whose `when` reads one are marked `deferred`.
+    """
     groovy = shutil.which("groovy")
     if not groovy:
         raise PipelineError("groovy is needed to read the Jenkinsfile's stages (apt-get install groovy)")
@@ -69,6 +77,10 @@ def dry_run(jenkinsfile: Path, *, branch: str, params: dict[str, str], changed: 
         command += ["--changed", path]
     for key, value in (env or {}).items():
         command += ["--env", f"{key}={value}"]
+    for cause in causes:
+        command += ["--cause", cause]
+    if workspace is not None:
+        command += ["--workspace", str(workspace)]
     command.append(str(jenkinsfile))
     answer = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env_for_groovy)
     if answer.returncode != 0:
@@ -99,8 +111,13 @@ def ask(message: str, ok: str, approve: bool) -> bool:
     return reply.strip().lower() in ("y", "yes")
 
 
-def run_stage(stage: dict, env: dict[str, str], cwd: Path, approve: bool) -> StageResult:
-    """Run one stage's steps in order; stop at the first failing one."""
+def run_stage(stage: dict, env: dict[str, str], cwd: Path, approve: bool,
+              on_build: Callable[[dict], str | None] | None = None, build: int = 1) -> StageResult:
+    """Run one stage's steps in order; stop at the first failing one.
+
+    A `build` step goes to `on_build`, which queues the build and returns None, or returns why it
+    cannot (the stage then fails).
+    """
     started = time.monotonic()
     for step in stage["steps"]:
         if "sh" in step:
@@ -108,19 +125,26 @@ def run_stage(stage: dict, env: dict[str, str], cwd: Path, approve: bool) -> Sta
             code = subprocess.run(["bash", "-eo", "pipefail", "-c", step["sh"]], cwd=cwd, env=env).returncode
             if code != 0:
                 return StageResult(stage["name"], "FAILED", time.monotonic() - started,
-                                   f"`{step['sh']}` exited {code}", code)
+                                   f"`{step['sh']}` exited {code}", code, build)
         elif "input" in step:
             if not ask(step["input"], step.get("ok") or "Proceed", approve):
                 return StageResult(stage["name"], "FAILED", time.monotonic() - started,
-                                   "approval refused", ExitCode.GATE_REFUSED)
+                                   "approval refused", ExitCode.GATE_REFUSED, build)
+        elif "build" in step:
+            refused = on_build(step) if on_build else "no runner to queue builds"
+            if refused:
+                print(f"    build: {refused}", flush=True)
+                return StageResult(stage["name"], "FAILED", time.monotonic() - started,
+                                   f"build {step['build']}: {refused}", ExitCode.INVALID_INPUT, build)
         else:
             # Reporting steps (commit status) have no local counterpart; say so rather than pretend.
             print(f"    ({step.get('step')}: Jenkins only)", flush=True)
-    return StageResult(stage["name"], "ok", time.monotonic() - started)
+    return StageResult(stage["name"], "ok", time.monotonic() - started, build=build)
 
 
 def post_always(plan: dict, cwd: Path, artifacts: Path) -> list[str]:
-    """The `post { always }` steps: check the JUnit reports exist, archive the artifacts."""
+    """The `post { always }` steps of the pipeline (or of one stage, given the stage): check the JUnit
+    reports exist, archive the artifacts."""
     lines = []
     for step in plan.get("post", {}).get("always", []):
         args = step.get("args", [{}])[0] if step.get("args") else {}
@@ -132,7 +156,10 @@ def post_always(plan: dict, cwd: Path, artifacts: Path) -> list[str]:
             patterns = args.get("artifacts", "") if isinstance(args, dict) else str(args)
             copied = 0
             for pattern in (p.strip() for p in patterns.split(",") if p.strip()):
-                for path in glob.glob(str(cwd / pattern)):
+                # Jenkins' Ant patterns: `**` matches any depth, and only files are archived.
+                for path in glob.glob(str(cwd / pattern), recursive=True):
+                    if not os.path.isfile(path):
+                        continue
                     relative = Path(path).relative_to(cwd)
                     (artifacts / relative).parent.mkdir(parents=True, exist_ok=True)
                     shutil.copy2(path, artifacts / relative)
@@ -149,6 +176,9 @@ def print_result(result: StageResult) -> None:
 
 def summary(results: list[StageResult]) -> None:
     print("\npipeline-local summary", flush=True)
-    for result in results:
+    several = len({r.build for r in results}) > 1
+    for number, result in enumerate(results):
+        if several and (number == 0 or results[number - 1].build != result.build):
+            print(f"build #{result.build}", flush=True)
         print_result(result)
 

@@ -16,6 +16,7 @@ from helpers import ROOT, require_tool
 
 from standin.jenkins import DRYRUN, groovy_env, make_targets
 
+MONITOR = ["Monitor", "Retrain on drift"]
 # Promote and roll out are one stage (`make rollout-model` moves the alias and undoes it on failure).
 TRAIN = ["test-fast", "train", "gate", "publish", "rollout-model"]
 DEPLOY = ["test-fast", "image", "smoke", "push", "deploy"]
@@ -32,8 +33,10 @@ def dry_run_raw(*args: str, jenkinsfile=None) -> subprocess.CompletedProcess:
 
 
 def dry_run(*, branch="main", pipeline=None, changed=(), approval=None, env=None, causes=(),
-            params=None) -> dict:
+            params=None, workspace=None) -> dict:
     args = ["--branch", branch]
+    if workspace is not None:
+        args += ["--workspace", str(workspace)]
     for key, value in (params or {}).items():
         args += ["--param", f"{key}={value}"]
     for cause in causes:
@@ -88,6 +91,10 @@ def plans():
         "ecs": {"changed": ["model/train.py"], "params": {"TRAIN_ON": "ecs"}},
         "ecs-branch": {"branch": "feature/x", "changed": ["model/train.py"], "params": {"TRAIN_ON": "ecs"}},
         "weekly": {"pipeline": "train", "causes": ["ParameterizedTimerTriggerCause", "TimerTrigger"]},
+        "monitor": {"pipeline": "monitor", "causes": ["ParameterizedTimerTriggerCause", "TimerTrigger"],
+                    "params": {"TRAIN_ON": "ecs", "REQUIRE_APPROVAL": "true"},
+                    "env": {"JOB_NAME": "ml/models"}},
+        "monitor-branch": {"branch": "feature/x", "pipeline": "monitor"},
     }
     with ThreadPoolExecutor(max_workers=2) as pool:
         futures = {name: pool.submit(dry_run, **kwargs) for name, kwargs in cases.items()}
@@ -129,7 +136,9 @@ def test_train_on_ecs_trains_gates_and_publishes_in_a_task_then_promotes_as_befo
 
 
 def test_a_weekly_parameterized_timer_build_runs_the_train_pipeline(plans):
-    assert {"name": "parameterizedCron", "args": ["H 4 * * 1 %PIPELINE=train"]} in plans["first"]["triggers"]
+    # The Parameterized Scheduler takes all its schedules in one string, one `cron %NAME=value` a line.
+    cron = next(t for t in plans["first"]["triggers"] if t["name"] == "parameterizedCron")
+    assert cron["args"][0].splitlines() == ["H 4 * * 1 %PIPELINE=train", "H 5 * * * %PIPELINE=monitor"]
     # A timer build with PIPELINE=train trains (and runs no emulation), whether or not `triggeredBy
     # 'TimerTrigger'` also matches the Parameterized Scheduler's cause.
     assert targets_run(plans["weekly"]) == TRAIN
@@ -206,8 +215,8 @@ def test_every_stage_is_one_make_target_that_exists(plans):
     assert {"test", "train", "gate", "publish", "promote"} <= known  # the parser reads the Makefile
     for stage in plans["first"]["stages"]:
         commands = [step for step in stage["steps"] if "sh" in step]
-        if stage["name"].startswith("Approve"):
-            assert commands == []
+        if stage["name"].startswith("Approve") or stage["name"] == "Retrain on drift":
+            assert commands == []  # an input step; Jenkins' build step
             continue
         assert len(commands) == 1, stage["name"]
         targets = make_targets(commands[0])
@@ -245,12 +254,110 @@ def test_gitlab_trigger_status_options_and_reports(plans):
     assert options["gitLabConnection"] == ["gitlab"]
     assert {"timestamps", "disableConcurrentBuilds", "timeout", "buildDiscarder"} <= options.keys()
     choices = {p["name"]: p.get("choices") for p in plan["parameters"]}
-    assert choices["PIPELINE"] == ["auto", "train", "deploy", "infra", "e2e"]
+    assert choices["PIPELINE"] == ["auto", "train", "deploy", "infra", "e2e", "monitor"]
     assert {"name": "cron", "args": ["H 3 * * *"]} in plan["triggers"]
     for stage in plan["stages"]:
-        if not stage["name"].startswith("Approve"):
+        # A monitor build checks the production model, not the commit it happens to check out.
+        if not stage["name"].startswith("Approve") and stage["name"] not in MONITOR:
             assert f"gitlabCommitStatus(name: {stage['name']})" in stage["steps"][0]["within"]
     always = {step["step"]: step["args"][0] for step in plan["post"]["always"]}
     assert always["junit"]["testResults"] == "reports/*.xml"
     assert "build/candidate/manifest.json" in always["archiveArtifacts"]["artifacts"]
     assert plan["post"]["failure"][0]["args"][0] == {"name": "build", "state": "failed"}
+
+
+def stage(plan: dict, name: str) -> dict:
+    return next(s for s in plan["stages"] if s["name"] == name)
+
+
+def test_a_monitor_build_runs_the_monitor_and_decides_the_retrain_from_its_output(plans):
+    plan = plans["monitor"]
+    # No Test (nothing of the checkout ships), no train/deploy/infra stages, no emulation although
+    # the daily build is a timer build: only Monitor, and Retrain on drift decided when it starts.
+    assert [s["name"] for s in plan["stages"] if s["runs"] or s.get("deferred")] == MONITOR
+    assert targets_run(plan) == ["monitor-check"]
+    monitor = stage(plan, "Monitor")
+    assert monitor["steps"] == [{"sh": "make monitor-check", "interpolated": False,
+                                 "within": ["withCredentials([aws(credentialsId: aws-mlops)])"]}]
+    assert monitor["post"]["always"] == [{"step": "archiveArtifacts", "args": [
+        {"artifacts": "build/monitor/**", "allowEmptyArchive": True}]}]
+    retrain = stage(plan, "Retrain on drift")
+    # fileExists reads what Monitor writes: unknown before the build, so no dry run may decide it.
+    assert retrain["deferred"] is True and retrain["runs"] is False
+    assert "expression { fileExists('build/monitor/retrain') }" in retrain["when"][0]
+    (build,) = retrain["steps"]
+    assert build["build"] == "ml/models" and build["wait"] is False
+    assert {p["name"]: p["value"] for p in build["parameters"]} == {
+        "PIPELINE": "train", "TRAIN_DATASET": "<readFile build/monitor/retrain>", "TRAIN_MODEL": "",
+        "TRAIN_ON": "ecs", "REQUIRE_APPROVAL": True}
+    # Other builds never run the monitor stages, and monitor is not a pipeline `auto` picks.
+    for case in ("model", "service", "first", "nightly", "weekly", "e2e", "infra"):
+        assert not [s["name"] for s in plans[case]["stages"]
+                    if s["name"] in MONITOR and (s["runs"] or s.get("deferred"))], case
+
+
+def test_retrain_on_drift_runs_with_the_dataset_the_monitor_wrote(tmp_path, plans):
+    (tmp_path / "build" / "monitor").mkdir(parents=True)
+    no_drift = dry_run(pipeline="monitor", workspace=tmp_path)
+    retrain = stage(no_drift, "Retrain on drift")
+    assert retrain["runs"] is False and "deferred" not in retrain  # decided: no request, no retrain
+
+    (tmp_path / "build" / "monitor" / "retrain").write_text("s3://models/data/digits/2026-12-01.csv\n")
+    drift = dry_run(pipeline="monitor", workspace=tmp_path, env={"JOB_NAME": "ml/models"})
+    retrain = stage(drift, "Retrain on drift")
+    assert retrain["runs"] is True
+    values = {p["name"]: p["value"] for p in retrain["steps"][0]["parameters"]}
+    assert values["TRAIN_DATASET"] == "s3://models/data/digits/2026-12-01.csv"  # trimmed
+    assert values["PIPELINE"] == "train" and values["REQUIRE_APPROVAL"] is False
+
+    # The queued build: a plain train build with that dataset, through Test, the gate and the rollout.
+    train = dry_run(params={"PIPELINE": "train", "TRAIN_DATASET": values["TRAIN_DATASET"]})
+    assert targets_run(train) == TRAIN
+    assert train["params"]["TRAIN_DATASET"] == values["TRAIN_DATASET"]
+    # A branch retrains nothing: only main publishes, so only main closes the loop.
+    branch = dry_run(branch="feature/x", pipeline="monitor", workspace=tmp_path)
+    assert [s["name"] for s in branch["stages"] if s["runs"]] == ["Monitor"]
+    assert not stage(plans["monitor-branch"], "Retrain on drift").get("deferred")
+
+
+def test_train_reads_its_data_with_the_aws_credentials(plans):
+    # TRAIN_DATASET (or the plan) may name an s3:// CSV: Train binds the same credentials as the gate.
+    train = stage(plans["model"], "Train")
+    assert "withCredentials([aws(credentialsId: aws-mlops)])" in train["steps"][0]["within"]
+    declared = {p["name"]: p for p in plans["first"]["parameters"]}
+    assert declared["TRAIN_DATASET"] == {"name": "TRAIN_DATASET", "type": "string", "default": ""}
+
+
+def test_the_dry_run_checks_what_a_build_step_passes_to_this_job(tmp_path):
+    text = (ROOT / "Jenkinsfile").read_text()
+    typo = tmp_path / "Jenkinsfile"
+    typo.write_text(text.replace("string(name: 'TRAIN_DATASET', value:",
+                                 "string(name: 'TRAIN_DATA', value:", 1))
+    answer = dry_run_raw("--env", "JOB_NAME=ml", jenkinsfile=typo)
+    assert answer.returncode == 2
+    assert "dryrun: build: this job has no parameter TRAIN_DATA" in answer.stderr
+    bad_choice = tmp_path / "Jenkinsfile"
+    bad_choice.write_text(text.replace("string(name: 'PIPELINE', value: 'train')",
+                                       "string(name: 'PIPELINE', value: 'retrain')", 1))
+    answer = dry_run_raw("--env", "JOB_NAME=ml", jenkinsfile=bad_choice)
+    assert "dryrun: build: PIPELINE must be one of auto, train" in answer.stderr
+    answer = dry_run_raw("--workspace", str(tmp_path / "missing"))
+    assert answer.returncode == 2 and "--workspace: no such folder" in answer.stderr
+
+
+def test_the_train_targets_pass_the_dataset_through_the_environment():
+    def recipe(target: str, *variables: str) -> str:
+        answer = subprocess.run(["make", "-n", "-C", str(ROOT), target, *variables], capture_output=True,
+                                text=True, timeout=60)
+        assert answer.returncode == 0, answer.stderr
+        return answer.stdout
+
+    assert "--dataset" not in recipe("train")
+    # The shell reads the parameter's value: a dataset name is never pasted into the command line.
+    assert '--dataset "$TRAIN_DATASET"' in recipe("train", "TRAIN_DATASET=s3://b/data/digits/a b.csv")
+    assert '--dataset "$TRAIN_DATASET"' in recipe("train-task", "TRAIN_DATASET=s3://b/k.csv")
+    check = recipe("monitor-check", "MONITOR_ARGS=--name churn")
+    assert "-m deploy.drift_check -- --since 24h --report build/monitor/report.html " \
+           "--json build/monitor/drift.json --name churn" in check
+    assert "-m model monitor --since 2h --report build/monitor/report.html --json build/monitor/drift.json" \
+        in recipe("monitor", "MONITOR_SINCE=2h")
