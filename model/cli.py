@@ -1,5 +1,5 @@
 """`python -m model`: train, import, publish, report, list, show, promote, rollback, verify, resolve, score,
-predictions.
+predictions, monitor.
 
 Every failure is one line on stderr, `error: ...`, and an exit code from model/exit_codes.py
 (printed at the end of `--help`).
@@ -17,6 +17,8 @@ from pathlib import Path
 from model.commands.aliases import cmd_promote, cmd_rollback
 from model.commands.browsing import cmd_history, cmd_list, cmd_models, cmd_resolve, cmd_show, cmd_verify
 from model.commands.maintenance import cmd_clean, cmd_keygen
+from model.commands.monitoring import add_arguments as add_monitor_arguments
+from model.commands.monitoring import cmd_monitor
 from model.commands.predictions import add_arguments as add_predictions_arguments
 from model.commands.predictions import cmd_predictions
 from model.commands.publishing import cmd_gate, cmd_import, cmd_publish, cmd_report, cmd_train
@@ -281,6 +283,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_predictions_arguments(p)
     p.set_defaults(func=cmd_predictions)
+
+    p = sub.add_parser(
+        "monitor",
+        parents=[common, select],
+        help="compare a version's captured predictions with its training profile (drift: exit 20); "
+        "a table, --json and an HTML --report",
+    )
+    add_monitor_arguments(p)
+    p.set_defaults(func=cmd_monitor)
 
     p = sub.add_parser("keygen", help="make an Ed25519 key pair for signing models")
     p.add_argument("folder", type=Path, help="where signing.pem (0600) and verify.pem are written")

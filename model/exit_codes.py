@@ -35,6 +35,7 @@ class ExitCode(IntEnum):
     RECIPE_FAILED = 17
     TASK_FAILED = 18
     ROWS_FAILED = 19
+    DRIFT = 20
     INTERRUPTED = 130
 
 
@@ -83,6 +84,8 @@ TABLE: dict[ExitCode, tuple[str, str]] = {
                            "stderr",
                            "the rows that scored are written; a re-run skips the complete outputs and "
                            "retries the failed files"),
+    ExitCode.DRIFT: ("`model monitor`: a drift threshold was crossed",
+                     "nothing (the report names the features)"),
     ExitCode.INTERRUPTED: ("interrupted (Ctrl-C, SIGTERM) before anything changed", "nothing"),
 }
 
