@@ -150,6 +150,8 @@ class LocalJob:
     def run_build(self, number: int, params: dict[str, str], plan: dict) -> list[StageResult]:
         """Run one build's stages in order (a `deferred` stage decided when it starts), then its post."""
         options, run_dir = self.options, self.workspace / "build" / "pipeline-local"
+        # Jenkins keeps each build's artifacts apart: build #1's in artifacts/, build #N's in artifacts-N/.
+        artifacts = run_dir / ("artifacts" if number == 1 else f"artifacts-{number}")
         # Jenkins sets every build parameter as an environment variable of the build.
         env = {**self.env, **{k: v for k, v in plan["environment"].items() if v is not None},
                **{k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in plan["params"].items()}}
@@ -176,13 +178,13 @@ class LocalJob:
                 print(f"--> {stage['name']}", flush=True)
                 results.append(run_stage(stage, env, self.workspace, options.approve,
                                          on_build=self.queue_build, build=number))
-                for line in post_always(stage, self.workspace, run_dir / "artifacts"):
+                for line in post_always(stage, self.workspace, artifacts):
                     print(f"post ({stage['name']}): {line}", flush=True)
                 print_result(results[-1])
                 if results[-1].status == "FAILED" and not options.keep_going:
                     break
         finally:
-            for line in post_always(plan, self.workspace, run_dir / "artifacts"):
+            for line in post_always(plan, self.workspace, artifacts):
                 print(f"post: {line}", flush=True)
         return results
 
@@ -208,8 +210,9 @@ def run(options: Options) -> int:
     if unknown:
         names = ", ".join(map(repr, unknown))
         raise PipelineUsageError(f"--skip-stage: no stage named {names} in the Jenkinsfile")
+    unknown_changes = "(nothing known: both pipelines)" if options.pipeline == "auto" else "(nothing known)"
     print(f"pipeline-local: branch {options.branch}, PIPELINE={options.pipeline}, "
-          f"changed: {', '.join(options.changed) or '(nothing known: both pipelines)'}", flush=True)
+          f"changed: {', '.join(options.changed) or unknown_changes}", flush=True)
     print(f"pipeline-local: stages: {' -> '.join(selected)}"
           + ("   (?: decided when it starts, from the workspace)" if "?" in "".join(selected) else ""),
           flush=True)
