@@ -14,7 +14,8 @@ MAX_BARS = 52  # a category's 50 values plus "other" (and one spare): more are c
 
 
 def shares_plot(result: Drift) -> Plot:
-    """Grouped bars: each bin's share in training (blue) and in the captured records (amber)."""
+    """Grouped bars: each bin's share in training (blue; the held-out predictions' for the
+    predictions) and in the captured records (amber)."""
     import numpy as np
 
     bins, expected, observed = list(result.bins), list(result.expected), list(result.observed)
@@ -29,10 +30,11 @@ def shares_plot(result: Drift) -> Plot:
     figure = _figure(width, 2.7)
     axes = figure.add_subplot()
     x = np.arange(n)
-    axes.bar(x - 0.2, expected, 0.4, label="training", color=BLUE)
+    baseline = "held-out" if result.kind == "predictions" else "training"
+    axes.bar(x - 0.2, expected, 0.4, label=baseline, color=BLUE)
     axes.bar(x + 0.2, observed, 0.4, label="observed", color=AMBER)
     top = max([*expected, *observed, 0.01])
-    axes.set_ylim(0, top * 1.12)
+    axes.set_ylim(0, top * 1.4)  # headroom for the legend above the bars
     axes.set_xlim(-0.6, n - 0.4)
     axes.set_ylabel("share", fontsize=8)
     axes.tick_params(axis="y", labelsize=7)
@@ -44,5 +46,6 @@ def shares_plot(result: Drift) -> Plot:
     # parse_math=False: a feature named "$x" is text, not mathtext.
     axes.set_title(f"{_short(result.name)} · PSI {result.psi:.3f}", color=INK, fontsize=9,
                    parse_math=False)
-    figure.legend(loc="outside upper right", ncols=2, frameon=False, fontsize=7)
+    # Inside the axes, where the bars leave room: above them it read as the caption of the plot above.
+    axes.legend(loc="best", frameon=False, fontsize=7)
     return _encode(figure, f"{result.name}: training and observed shares over {n} bins")
