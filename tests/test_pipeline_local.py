@@ -158,3 +158,132 @@ def test_train_on_ecs_trains_in_a_task_the_local_runner_runs_then_promotes_and_r
     assert "local-task-runner: started task" in answer.stderr
     # The rollout moved production to that version and the local ECS agent serves it.
     assert f"--promote {published[1]}" in answer.stdout
+
+
+# -- the retraining loop: PIPELINE=monitor ------------------------------------------------------------
+@pytest.fixture(scope="module")
+def trained_store(tmp_path_factory):
+    """A local store with digits trained by the CLI and promoted (copied per test, then captured into)."""
+    from helpers import cli_ok, run_cli
+
+    uri = tmp_path_factory.mktemp("monitor") / "store"
+    cli_ok(run_cli("train", "--store", str(uri), "--promote", "production", "--no-compile", "--no-report"))
+    return uri
+
+
+def seeded_store(trained_store, target, *, drift: bool):
+    """A copy of the trained store holding an hour of captured records of production: the rows it
+    held out (no drift), or the same rows with every pixel scaled x1.5 (drift)."""
+    import shutil
+
+    from test_retrain import capture, held_out_rows, scaled
+
+    from model.store import ModelStore
+
+    shutil.copytree(trained_store, target)
+    store = ModelStore(str(target))
+    version = store.resolve("digits")
+    rows = held_out_rows(store.manifest("digits", version)["input_schema"]["features"])
+    capture(str(target), scaled(rows) if drift else rows)
+    return version
+
+
+def write_digits_csv(path, factor: float = 1.5):
+    """New training data as an upload would bring it: the digits' pixels (scaled), a label column."""
+    import csv
+
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow([*digits.feature_names, "label"])
+        for row, label in zip(digits.data, digits.target, strict=True):
+            writer.writerow([*(round(float(v) * factor, 3) for v in row), int(label)])
+    return path
+
+
+def builds(output: str) -> dict[int, list[tuple[str, str]]]:
+    """The summary's (stage, status) of each build, skipped stages left out."""
+    summary = output.split("\npipeline-local summary\n")[1]
+    found: dict[int, list[tuple[str, str]]] = {}
+    for part in re.split(r"^build #(\d+)$", summary, flags=re.M)[1:]:
+        if part.isdigit():
+            number = int(part)
+            continue
+        found[number] = [(m["name"], m["status"]) for m in STAGE_LINE.finditer(part)
+                         if m["status"] != "skipped"]
+    return found
+
+
+def test_a_monitor_build_plans_only_the_monitor_stages():
+    require_tool("groovy", "the stages come from the Jenkinsfile's dry run")
+    answer = pipeline("--plan", "--pipeline", "monitor", timeout=300)
+    assert answer.returncode == 0, answer.stderr
+    plan = json.loads(answer.stdout)
+    assert [(s["name"], s["runs"], s.get("deferred", False)) for s in plan["stages"]
+            if s["runs"] or s.get("deferred")] == [("Monitor", True, False),
+                                                   ("Retrain on drift", False, True)]
+    build = next(s for s in plan["stages"] if s["name"] == "Retrain on drift")["steps"][0]
+    assert build["build"] == "pipeline-local" and build["wait"] is False  # this job: the runner can queue it
+    refused = pipeline("--seed-data", "notes.txt", timeout=60)
+    assert refused.returncode == 2 and "--seed-data takes a .csv file, got notes.txt" in refused.stderr
+    refused = pipeline("--seed-store", "no/such/store", timeout=60)
+    assert refused.returncode == 2 and "--seed-store: no such folder" in refused.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_drift_retrains_on_the_newest_data_and_rolls_the_new_model_out(tmp_path, trained_store):
+    """The loop end to end: captured drift -> Monitor passes and requests a retrain -> Retrain on drift
+    queues a train build with the uploaded data -> Test, Train, gate, Publish, Promote and roll out."""
+    require_tool("groovy", "the stages come from the Jenkinsfile's dry run")
+    before = seeded_store(trained_store, tmp_path / "seed", drift=True)
+    data = write_digits_csv(tmp_path / "2026-12-02.csv")
+    workspace = tmp_path / "ws"
+
+    answer = pipeline("--workspace", str(workspace), "--pipeline", "monitor", "--agent", "gunicorn",
+                      "--seed-store", str(tmp_path / "seed"), "--seed-data", str(data))
+
+    output = answer.stdout + answer.stderr
+    assert answer.returncode == 0, output[-6000:]
+    assert builds(answer.stdout) == {
+        1: [("Monitor", "ok"), ("Retrain on drift", "ok")],
+        2: [("Test", "ok"), ("Train", "ok"), ("Quality gate", "ok"), ("Publish", "ok"),
+            ("Promote and roll out", "ok")]}, output[-4000:]
+    uploaded = re.search(r"^pipeline-local: training data uploaded: (s3://\S+)$", answer.stdout, re.M)[1]
+    assert f"drift-check: drift found in digits: retrain requested on {uploaded}" in answer.stdout
+    queued = rf"build: queued pipeline-local #2 \(PIPELINE=train, TRAIN_DATASET={re.escape(uploaded)}, "
+    assert re.search(queued, answer.stdout), answer.stdout[-4000:]
+    # Build #2 trained on the uploaded data, published a new version and moved production to it.
+    assert f"training digits with recipe logreg on {uploaded} (1797 rows" in answer.stdout
+    artifacts = workspace / "build" / "pipeline-local"
+    published = (artifacts / "artifacts-2/build/candidate/published-version").read_text().strip()
+    assert published != before
+    assert f"alias: production -> {published} (was {before})" in answer.stdout
+    # The Monitor stage archived its report and JSON; the JSON names the drifting pixels.
+    archived = artifacts / "artifacts/build/monitor"
+    assert (archived / "report.html").is_file()
+    assert json.loads((archived / "drift.json").read_text())
+    assert (archived / "retrain").read_text().strip() == uploaded
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_no_drift_starts_no_retrain(tmp_path, trained_store):
+    require_tool("groovy", "the stages come from the Jenkinsfile's dry run")
+    seeded_store(trained_store, tmp_path / "seed", drift=False)
+    workspace = tmp_path / "ws"
+    (workspace / "build" / "monitor").mkdir(parents=True)
+    (workspace / "build" / "monitor" / "retrain").write_text("\n")  # yesterday's request, left over
+
+    answer = pipeline("--workspace", str(workspace), "--pipeline", "monitor", "--agent", "gunicorn",
+                      "--seed-store", str(tmp_path / "seed"))
+
+    output = answer.stdout + answer.stderr
+    assert answer.returncode == 0, output[-6000:]
+    ran = [(name, status) for name, status in stage_results(answer.stdout) if status != "skipped"]
+    assert ran == [("Monitor", "ok")], output[-4000:]
+    assert "drift-check: no drift: no retrain requested" in answer.stdout
+    assert "--- Retrain on drift: when decided now, from the workspace: skipped" in answer.stdout
+    assert "build #2" not in answer.stdout and "queued" not in answer.stdout
