@@ -44,6 +44,7 @@ from model.profile import tokens
 
 SHARE_FLOOR = 1e-4
 OBSERVED_PSEUDO_COUNT = 0.5
+ROUNDING = 1e-5  # relative: the profile's numbers have 6 significant digits (model/profile.py)
 MIN_RECORDS = 200
 OTHER = "other"
 
@@ -92,7 +93,9 @@ def number_bins(entry: dict, values) -> tuple[np.ndarray, int, int]:
     index = np.searchsorted(np.asarray(edges[1:-1], dtype=np.float64), present, side="right")
     counts = np.bincount(index, minlength=len(edges) - 1)
     lo, hi = entry.get("min", edges[0]), entry.get("max", edges[-1])
-    outside = int(np.count_nonzero((present < lo) | (present > hi)))
+    # The profile keeps 6 significant digits: a value equal to the training minimum (diabetes' `sex`
+    # takes two values) may sit just below the rounded `min`. Only beyond the rounding is outside.
+    outside = int(np.count_nonzero((present < lo - ROUNDING * abs(lo)) | (present > hi + ROUNDING * abs(hi))))
     return counts, outside, missing
 
 

@@ -114,3 +114,15 @@ def test_shifts_are_found_by_the_right_statistic(table_profile):
 def test_hashed_and_absent_columns_are_not_compared(table_profile):
     rows = [{"age": "sha256:00", "active": True} for _ in range(300)]
     assert [r.name for r in compare(table_profile, rows, [])] == ["active"]
+
+
+def test_the_training_extremes_are_inside_despite_the_profiles_rounding():
+    """The profile keeps 6 significant digits: diabetes' `sex` is -0.04464164 or 0.05068012, and its
+    rounded min/max must not put every training value outside the training range."""
+    values = np.asarray([-0.0446416365069974, 0.0506801187398187] * 50)
+    entry = numbers(values)
+    assert entry["min"] != values.min()  # rounded
+    _, outside, _ = drift.number_bins(entry, values.tolist())
+    assert outside == 0
+    _, outside, _ = drift.number_bins(entry, [-0.0447, 0.0507, 0.0, -0.04464164])
+    assert outside == 2  # beyond the rounding: outside

@@ -37,12 +37,16 @@ def predictions_of(store_uri: str, name: str, inputs: list) -> list[dict]:
     manifest = store.manifest(name, version)
     estimator = joblib.load(io.BytesIO(store.read_artifact(name, version)))
     schema = manifest["input_schema"]
-    if "columns" in schema:
+    if schema["type"] == "text":
+        matrix = list(inputs)
+    elif "columns" in schema:
         columns = schema["columns"]
         rows = [[row[c["name"]] for c in columns] for row in inputs]
         matrix = to_input(columns, rows, frame=bool(schema.get("frame")))
     else:
         matrix = np.asarray([[row[f] for f in schema["features"]] for row in inputs], dtype=float)
+    if manifest.get("task") == "regression":
+        return [{"value": float(v)} for v in estimator.predict(matrix)]
     proba = estimator.predict_proba(matrix)
     keys = [str(c) for c in manifest["classes"]]
     return [{"label": keys[int(np.argmax(p))], "probabilities": dict(zip(keys, p.tolist(), strict=True))}
