@@ -71,11 +71,11 @@ def test_each_alert_fires_on_drifted_series_after_its_hold_and_not_before(tmp_pa
 
 def test_a_small_or_quiet_window_alerts_nothing(tmp_path):
     series = [
-        # A high PSI over 40 records is noise: the rules want 100.
+        # A high PSI over 150 records is noise: the rules want 200 (MIN_RECORDS in model/drift.py).
         {"series": f'model_drift_psi{{{SERIES},feature="pixel_3_4"}}', "values": "0.9x50"},
         {"series": f"model_prediction_psi{{{SERIES}}}", "values": "0.9x50"},
         {"series": f"model_input_out_of_range_ratio{{{SERIES}}}", "values": "0.5x50"},
-        {"series": f"model_drift_window_records{{{SERIES}}}", "values": "40x50"},
+        {"series": f"model_drift_window_records{{{SERIES}}}", "values": "150x50"},
         {"series": 'capture_records_dropped_total{reason="store_error"}', "values": "5x50"},
     ]
     alerts = [_alert(name, "50m", []) for name in (
