@@ -10,8 +10,10 @@ fatal: a monitor must still report on the good records when one writer misbehave
 store is fatal (StoreError, exit 3), since then nothing can be said.
 
 At most MAX_SAMPLE records are kept, a uniform random sample of the window (reservoir sampling with
-a fixed seed, so a run is repeatable): PSI over 10 bins needs thousands of records, not millions,
-and a day of a busy service would not fit in memory as Python objects.
+a fixed seed, so a run is repeatable): PSI over 10 bins needs thousands of records, not millions
+(its sampling noise is about 9 / records: 0.0002 at 50,000), and a day of a busy service would not
+fit in memory as Python objects. Measured: 100,000 digits records (64 numbers each, 142 MB of
+files) took 5 s and 640 MB when all were kept; 50,000 keeps a 64-feature model near 350 MB.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import orjson
 from model.capture_files import HASH_PREFIX, in_window, parse_key, record_time, version_prefix
 from model.errors import NotFoundError, UsageError
 
-MAX_SAMPLE = 200_000
+MAX_SAMPLE = 50_000
 MAX_DAY_LISTINGS = 45
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([mhd])\s*$")
 _UNITS = {"m": "minutes", "h": "hours", "d": "days"}
@@ -191,4 +193,7 @@ def _record(line: bytes, name: str, version: str, skipped: Counter) -> tuple[dat
     if record.get("version", version) != version or record.get("model", name) != name:
         skipped["another model's or version's record"] += 1
         return None
-    return when.astimezone(UTC), (record.get("input", _MISSING), record.get("prediction", _MISSING))
+    predicted = record.get("prediction", _MISSING)
+    if isinstance(predicted, dict):  # only what drift.prediction_drift reads: not the probabilities
+        predicted = {key: predicted[key] for key in ("label", "value") if key in predicted}
+    return when.astimezone(UTC), (record.get("input", _MISSING), predicted)
