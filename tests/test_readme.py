@@ -28,7 +28,7 @@ import pytest
 from helpers import PYTHON, ROOT, GunicornServer, require_tool
 
 README = ROOT / "README.md"
-SCENARIOS = {"newcomer", "byom", "s3"}
+SCENARIOS = {"newcomer", "byom", "s3", "monitoring"}
 COMMAND_LANGUAGES = {"bash", "python"}
 OTHER_LANGUAGES = {"text"}
 MARK = re.compile(r"^<!-- (run|not run): (.+) -->$")
@@ -185,8 +185,11 @@ class Terminal:
         return result.stdout
 
     def run_python(self, block: Block) -> None:
+        body = block.body
+        for old, new in self.replace.items():
+            body = body.replace(old, new)
         result = subprocess.run(
-            [PYTHON, "-c", block.body],
+            [PYTHON, "-c", body],
             cwd=self.work,
             env=self.env,
             capture_output=True,
@@ -327,3 +330,35 @@ def test_s3_store_section_runs_as_written(terminal, aws_env, moto_endpoint):
         o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix=f"{prefix}/digits/aliases/")["Contents"]
     ]
     assert keys == [f"{prefix}/digits/aliases/production.json"]
+
+
+def test_monitoring_section_runs_as_written(terminal):
+    """Capture on, held-out-like then brightened digits, the batch check finds drift (exit 20) and
+    writes its report, the live gauges see the rows outside the training range, and the pipeline's
+    check turns the drift into a retrain request."""
+    require_tool("curl", "the README's examples use it")
+    # `make monitor-check` runs here: the Makefile and what it reads at parse time.
+    for name in ("Makefile", "pyproject.toml", "constraints.txt", "infra"):
+        (terminal.work / name).symlink_to(ROOT / name)
+    serve, traffic, check = scenario("monitoring")
+    assert [b.language for b in (serve, traffic, check)] == ["bash", "python", "bash"]
+    terminal.run_shell(serve)
+    assert terminal.servers and terminal.servers[0].env.get("CAPTURE_RATE") == "1"
+    terminal.run_python(traffic)
+    terminal.run_shell(check)
+    files = terminal.output_of("find store/digits/capture")[0].split()
+    assert len(files) == 2 and all(re.search(
+        r"store/digits/capture/version=\d{8}T\d{6}Z-[0-9a-f]{8}/date=\d{4}-\d{2}-\d{2}/hour=\d{2}/"
+        r"\d{8}T\d{6}Z-.+-\d{6}\.jsonl$", f) for f in files), files
+    monitored = terminal.output_of(".venv/bin/python -m model monitor")[0]
+    assert "exit code 20" in monitored, monitored
+    verdict = re.search(r"^drift: (\d+) crossed a threshold in (\d+) records: ", monitored, re.M)
+    assert verdict and int(verdict.group(2)) == 600, monitored
+    assert "outside the training range" in monitored
+    report = (terminal.work / "drift.html").read_text()
+    assert "<html" in report and report.count("<img") >= 2
+    gauges = dict(re.findall(r"^(model_\w+)\{[^}]*\} (\S+)$", terminal.output_of("curl -s localhost")[0],
+                             re.M))
+    assert float(gauges["model_drift_window_records"]) == 600
+    assert float(gauges["model_input_out_of_range_ratio"]) > 0.3  # the brightened half
+    assert (terminal.work / "build/monitor/retrain").read_text() == "\n"  # a local store: the plan's data
