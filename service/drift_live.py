@@ -68,6 +68,8 @@ def window_counts(profile: dict, inputs: list, predictions: list) -> tuple[dict,
             totals["tokens"] += len(found)
             totals["known_tokens"] += sum(1 for t in found if t in known)
     for name, entry in (profile.get("features") or {}).items():
+        # On the capture writer thread: let a waiting request have the GIL between features.
+        time.sleep(0)
         values = [row.get(name) if isinstance(row, dict) else None for row in inputs]
         kind = entry["kind"]
         if kind == "number":
@@ -149,6 +151,7 @@ class LiveWindow:
             self._key, self._profile = key, profile
             self._inputs.clear()
             self._predictions.clear()
+            self._changed = True  # the previous version's series must be zeroed
         if not profile:
             return
         self._inputs.extend(inputs)
@@ -162,8 +165,10 @@ class LiveWindow:
             return False
         self._published_at, self._changed = now, False
         name, version = self._key
-        bins, totals = window_counts(self._profile, list(self._inputs), list(self._predictions))
         now_published = set()
+        bins, totals = {}, {}
+        if self._profile:  # a version published without a profile has no gauges
+            bins, totals = window_counts(self._profile, list(self._inputs), list(self._predictions))
         for feature, counts in bins.items():
             for i, count in enumerate(counts):
                 labels = (name, version, feature, str(i))

@@ -175,3 +175,21 @@ def test_live_gauges_across_workers_flag_shifted_traffic_and_not_held_out_rows(l
         assert 400 <= gauges[("model_drift_window_records", None)] <= 800
     finally:
         server.stop()
+
+
+def test_a_worker_that_switches_version_zeroes_the_old_versions_counts(trained_digits):
+    _, manifest = trained_digits
+    features = manifest["input_schema"]["features"]
+    matrix = np.asarray(held_out(load_dataset("digits")))[:50]
+    rows = [dict(zip(features, row, strict=True)) for row in matrix.tolist()]
+    metrics = Metrics(None)
+    window = LiveWindow(1000, metrics)
+    old = {"name": "digits", "version": "20200101T000000Z-00000000"}
+    window.add(old, manifest["profile"], rows, [{"label": "1"}] * 50)
+    assert window.maybe_publish(force=True)
+    new = {"name": "digits", "version": manifest["version"]}
+    window.add(new, manifest["profile"], rows[:20], [{"label": "1"}] * 20)
+    assert window.maybe_publish(force=True)
+    for info, records in ((old, None), (new, 20)):
+        gauges = parse(metrics.render({"info": info, "profile": manifest["profile"]}, drift=True).decode())
+        assert gauges.get(("model_drift_window_records", None)) == records
