@@ -64,6 +64,7 @@ class Load:
     p50_ms: float
     p99_ms: float
     errors: int
+    requests: int = 0  # completed in the run
 
 
 @dataclass
@@ -105,11 +106,13 @@ def _spawn(argv: list[str], env: dict, port: int) -> Started:
 
 
 def start_service(store: str, name: str, workers: int, tmp: Path, worker_class: str | None = None,
-                  model_format: str | None = None, access_log: bool = True) -> Started:
+                  model_format: str | None = None, access_log: bool = True,
+                  env: dict | None = None) -> Started:
     """The service under gunicorn, as `make run` starts it; returns (process, base URL, cold start).
 
     `worker_class` sets WORKER_CLASS (unset: the service's default); `access_log` False sets
-    LOG_LEVEL=warning (the default, INFO, writes one JSON line per request)."""
+    LOG_LEVEL=warning (the default, INFO, writes one JSON line per request); `env` adds variables
+    (e.g. CAPTURE_RATE)."""
     port = free_port()
     metrics_dir = tmp / f"prom-{port}"
     metrics_dir.mkdir()
@@ -123,6 +126,7 @@ def start_service(store: str, name: str, workers: int, tmp: Path, worker_class: 
         "LOG_LEVEL": "info" if access_log else "warning",
         **({"WORKER_CLASS": worker_class} if worker_class else {}),
         **({"MODEL_FORMAT": model_format} if model_format else {}),
+        **(env or {}),
     }
     argv = [str(BIN / "gunicorn"), "--config", "service/gunicorn.conf.py", "service.wsgi:app"]
     return _spawn(argv, env, port)
@@ -209,7 +213,8 @@ def wrk(url: str, body: bytes, connections: int, seconds: float, tmp: Path) -> L
         # resulting reads of a closed socket as "read" errors although every request succeeded.
         errors += int(socket_errors.group(1)) + int(socket_errors.group(4))
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-    return Load(rps, latency(50), latency(99), errors)
+    requests = int(re.search(r"(\d+) requests in", out).group(1))
+    return Load(rps, latency(50), latency(99), errors, requests)
 
 
 def check_predictions(url: str, spec: dict) -> str:

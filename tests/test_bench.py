@@ -81,3 +81,26 @@ def test_the_scoring_benchmark_runs_and_reports_the_ratio_to_in_process(tmp_path
     rate = re.search(r"^model score \(the file's own rate\): +([\d,]+) rows/s", result.stdout, re.M)
     assert ratio and rate, result.stdout
     assert float(ratio[1]) > 0 and int(rate[1].replace(",", "")) > 0
+
+
+def test_capture_benchmark_compares_capture_off_and_on(tmp_path):
+    """`make bench-capture`: the same service with capture off and at 100 %, every request answered,
+    every captured record written to the store."""
+    require_tool("wrk", "the benchmark's load generator")
+    out = tmp_path / "capture.json"
+    result = subprocess.run(
+        [PYTHON, "-m", "bench.capture", "--runs", "1", "--seconds", "1", "--json", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "p99 on/off:" in result.stdout
+    raw = json.loads(out.read_text())
+    assert raw["cells"]["off"]["errors"] == 0 and raw["cells"]["on"]["errors"] == 0
+    assert raw["cells"]["off"]["rps"] > 0 and raw["cells"]["on"]["rps"] > 0
+    # Capture at 100 % without a cap: each answered instance is one record in the store, and the
+    # service itself counts nothing dropped. (wrk counts a request answered after its deadline as
+    # not completed, so the store may hold a few more records than wrk saw answered.)
+    assert raw["captured_records"] >= raw["instances_answered"] > 0
+    assert raw["captured_records"] <= raw["instances_answered"] + 100
+    dropped = {k: v for k, v in raw["metrics"].items() if k.startswith("capture_records_dropped_total")}
+    assert dropped and not any(dropped.values()), dropped
