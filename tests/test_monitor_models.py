@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 import random
+from datetime import timedelta
 
 import pytest
 from helpers import cli_fails, cli_ok, run_cli
-from test_monitor import monitor, write_records
+from test_monitor import NOW, hashed, monitor, predictions_of, write_records
 from test_train import WORDS
 
+from model.capture_files import format_time
 from model.exit_codes import ExitCode
 from model.store import ModelStore
 from model.train import DEFAULT_SEED, DEFAULT_TEST_SIZE
@@ -59,6 +61,14 @@ def test_a_text_model_drifts_when_its_vocabulary_changes(topics, tmp_path):
     assert text["kind"] == "text" and text["baseline_coverage"] == 1.0
     assert text["coverage"] == pytest.approx(0.75, abs=0.05)  # 600 texts, half of 300 of them foreign
     assert any("token coverage" in reason for reason in text["reasons"])
+    # Texts hashed at capture: the text is not compared, the predictions still are.
+    fresh = texts(11, 100)
+    write_records(uri, "topics", [hashed(t) for t in fresh], predictions_of(uri, "topics", fresh),
+                  start=NOW - timedelta(days=2))
+    out = cli_ok(monitor(uri, "--name", "topics", "--since", "3d", "--until",
+                         format_time(NOW - timedelta(days=1))))
+    assert "not compared: text: no input captured" in out and "predictions: PSI" in out
+    assert out.strip().splitlines()[-1].startswith("no drift in 300 records")
 
 
 def test_a_regressor_compares_its_predicted_values(tmp_path):

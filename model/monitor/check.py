@@ -138,7 +138,10 @@ def monitor(store, name: str, version: str, span: Window, thresholds: Thresholds
     result = MonitorResult(model=name, version=version, store=store.uri, window=span, captured=captured,
                            thresholds=thresholds)
     if captured.records:
-        result.results = compare(profile, captured.inputs, captured.predictions, thresholds)
+        # A result over no values (a text model whose every input was hashed) says nothing: it is
+        # listed as not compared instead.
+        compared = compare(profile, captured.inputs, captured.predictions, thresholds)
+        result.results = [r for r in compared if r.records]
         result.not_compared = _not_compared(profile, captured.inputs, {r.name for r in result.results})
     return result
 
