@@ -329,3 +329,22 @@ def test_an_s3_store_on_moto(aws_env, s3_bucket, digits_trained):
     assert out.strip().splitlines()[-1].startswith("no drift in 360 records")
     cli_fails(monitor(uri, env=aws_env), ExitCode.DRIFT, "drift in digits")
     cli_fails(monitor(f"s3://{s3_bucket}-missing/m", env=aws_env), ExitCode.NOT_FOUND, "does not exist")
+
+
+def test_window_parsing_and_long_windows(digits):
+    from model.errors import UsageError
+    from model.monitor.records import _listing_prefixes, window
+
+    now = datetime(2026, 12, 2, 17, 0, tzinfo=UTC)
+    assert window("30m", None, now).since == now - timedelta(minutes=30)
+    assert window("7d", "2026-12-01T00:00:00", now).since == datetime(2026, 11, 24, tzinfo=UTC)
+    assert window("2026-12-02T10:00:00+02:00", None, now).since == datetime(2026, 12, 2, 8, tzinfo=UTC)
+    with pytest.raises(UsageError):
+        window("24h", "tomorrow", now)
+    # Up to 45 days: one listing per day; beyond, the version's whole prefix.
+    assert len(_listing_prefixes("digits", "v", window("2d", None, now))) == 3
+    assert _listing_prefixes("digits", "v", window("90d", None, now)) == ["digits/capture/version=v/"]
+    # Records 60 days old are found through the long window's listing.
+    write_records(digits["uri"], "digits", scaled(digits["held_out"]), start=NOW - timedelta(days=60))
+    cli_fails(monitor(digits["uri"], "--since", "90d"), ExitCode.DRIFT, "drift in digits")
+    assert monitor(digits["uri"], "--since", "45d").returncode == ExitCode.NOT_FOUND
