@@ -122,6 +122,13 @@ class LocalBackend:
         with contextlib.suppress(FileNotFoundError):
             self._path(key).unlink()
 
+    def list_folders(self, prefix: str) -> list[str]:
+        """The names of the folders directly under a prefix (one level, not their contents)."""
+        base = self._path(prefix)
+        if not base.is_dir():
+            return []
+        return [path.name for path in base.iterdir() if path.is_dir() and not path.name.startswith(".")]
+
     def list_keys(self, prefix: str) -> list[str]:
         """All object keys under a prefix (a folder), in no particular order."""
         base = self._path(prefix)
@@ -257,6 +264,22 @@ class S3Backend:
 
     def delete(self, key: str) -> None:
         self._call(key, self.client.delete_object, Key=self._key(key))
+
+    def list_folders(self, prefix: str) -> list[str]:
+        """The names of the "folders" directly under a prefix: S3's common prefixes with a "/"
+        delimiter, so the objects below them are never listed."""
+        base = self._key(prefix).rstrip("/")
+        full = base + "/" if base else ""
+        names, token = [], None
+        while True:
+            kwargs = {"Prefix": full, "Delimiter": "/"}
+            if token:
+                kwargs["ContinuationToken"] = token
+            page = self._call(prefix or "the store", self.client.list_objects_v2, **kwargs)
+            names.extend(p["Prefix"][len(full):].rstrip("/") for p in page.get("CommonPrefixes", []))
+            if not page.get("IsTruncated"):
+                return [name for name in names if name and not name.startswith(".")]
+            token = page["NextContinuationToken"]
 
     def list_keys(self, prefix: str) -> list[str]:
         keys = []

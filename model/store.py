@@ -107,13 +107,12 @@ class ModelStore:
 
     # -- versions -------------------------------------------------------------------------
     def models(self) -> list[str]:
-        """Names of the models that have at least one complete version."""
-        names = set()
-        for key in self.backend.list_keys(""):
-            parts = key.split("/")
-            if len(parts) == 4 and parts[1] == "versions" and parts[3] == MANIFEST_FILE:
-                names.add(parts[0])
-        return sorted(names)
+        """Names of the models that have at least one complete version.
+
+        Lists the top-level folders, then each one's versions only: a model's other folders (its
+        captured predictions, thousands of files a day) are never listed."""
+        return sorted(name for name in self.backend.list_folders("")
+                      if _NAME_RE.match(name) and self.versions(name))
 
     def _did_you_mean(self, name: str) -> str:
         """A hint naming the closest model in the store (or the models there), for a mistyped name."""

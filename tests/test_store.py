@@ -204,3 +204,18 @@ def test_local_store_files_are_readable_by_other_users(tmp_path, trained_digits)
     for path in (tmp_path / "st").rglob("*"):
         if path.is_file() and not path.name.startswith("."):
             assert path.stat().st_mode & 0o044 == 0o044, path
+
+
+def test_listing_models_never_lists_a_models_other_folders(store_uri, trained_digits):
+    """`models` (and `list`, and the did-you-mean hint) read the top-level folders and each one's
+    versions, never what else a model folder holds: its captured predictions grow by thousands of
+    files a day."""
+    store, _ = _published(store_uri, trained_digits)
+    for i in range(3):
+        store.backend.write(f"digits/capture/version=v/date=2026-12-02/hour=17/f-{i}.jsonl", b"{}\n")
+    store.backend.write("notes/readme.txt", b"not a model")  # a folder without versions
+    listed = []
+    original = store.backend.list_keys
+    store.backend.list_keys = lambda prefix: listed.append(prefix) or original(prefix)
+    assert store.models() == ["digits"]
+    assert listed and all(prefix.endswith("/versions") for prefix in listed), listed
