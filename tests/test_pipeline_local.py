@@ -287,3 +287,31 @@ def test_no_drift_starts_no_retrain(tmp_path, trained_store):
     assert "drift-check: no drift: no retrain requested" in answer.stdout
     assert "--- Retrain on drift: when decided now, from the workspace: skipped" in answer.stdout
     assert "build #2" not in answer.stdout and "queued" not in answer.stdout
+
+
+def test_only_builds_of_this_job_that_do_not_wait_are_queued(tmp_path, capsys):
+    """The `build` step locally: a build of the Jenkinsfile's own job, queued behind this one (the job
+    has disableConcurrentBuilds); anything else fails the stage rather than pretending."""
+    from model.exit_codes import ExitCode
+    from standin.jenkins import run_stage
+    from standin.pipeline import JOB_NAME, LocalJob, Options
+
+    job = LocalJob(Options(), tmp_path, "abc123")
+    step = {"build": JOB_NAME, "wait": False, "propagate": True, "parameters": [
+        {"type": "string", "name": "PIPELINE", "value": "train"},
+        {"type": "string", "name": "TRAIN_DATASET", "value": ""},
+        {"type": "boolean", "name": "REQUIRE_APPROVAL", "value": True}]}
+    stage = {"name": "Retrain on drift", "steps": [step]}
+    assert run_stage(stage, {}, tmp_path, False, on_build=job.queue_build).status == "ok"
+    assert job.queue == [(2, {"PIPELINE": "train", "TRAIN_DATASET": "", "REQUIRE_APPROVAL": "true"})]
+    assert "build: queued pipeline-local #2 (PIPELINE=train, TRAIN_DATASET=, REQUIRE_APPROVAL=true)" \
+        in capsys.readouterr().out
+
+    other = run_stage({**stage, "steps": [{**step, "build": "other-job"}]}, {}, tmp_path, False,
+                      on_build=job.queue_build)
+    assert (other.status, other.exit_code) == ("FAILED", ExitCode.INVALID_INPUT)
+    assert "only builds of this job (pipeline-local) run locally" in other.detail
+    waiting = run_stage({**stage, "steps": [{**step, "wait": True}]}, {}, tmp_path, False,
+                        on_build=job.queue_build)
+    assert waiting.status == "FAILED" and "wait: true" in waiting.detail
+    assert len(job.queue) == 1  # nothing more was queued
