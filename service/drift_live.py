@@ -38,10 +38,8 @@ from prometheus_client.core import GaugeMetricFamily
 
 from model import drift
 from model.profile import tokens
+from service.metrics import BINS_FAMILY, TOTALS_FAMILY
 
-# Internal families (published by every worker, consumed by the render, never shown as they are).
-BINS_FAMILY = "model_drift_window_bin_records"
-TOTALS_FAMILY = "model_drift_window_totals"
 PREDICTIONS = "__predictions__"  # the predictions' bins, beside the features' (no column has this name)
 TOTALS = ("records", "out_of_range", "unseen", "tokens", "known_tokens")
 PUBLISH_SECONDS = 1.0

@@ -80,7 +80,9 @@ def on_starting(server):
     server.log.info("metrics folder %s", path)
     # Import the heavy libraries (not the app, not the model) once in the master: forked workers
     # share them, so a worker started by SIGHUP only has to fetch and verify the model.
-    for module in _SHARED_LIBRARIES + (() if _settings.pickle_free else _PICKLE_LIBRARIES):
+    # The live drift gauges' statistics (model/drift.py) need scipy: only loaded when they are on.
+    drift = ("scipy.special",) if _settings.capture_rate > 0 and _settings.drift_window > 0 else ()
+    for module in _SHARED_LIBRARIES + drift + (() if _settings.pickle_free else _PICKLE_LIBRARIES):
         importlib.import_module(module)
 
 

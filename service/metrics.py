@@ -19,6 +19,10 @@ from prometheus_client import (
     generate_latest,
 )
 
+# The live drift window's internal count families (service/drift_live.py); named here so that
+# building the metrics does not import the drift statistics (numpy, scipy) when drift is off.
+BINS_FAMILY = "model_drift_window_bin_records"
+TOTALS_FAMILY = "model_drift_window_totals"
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
@@ -89,8 +93,6 @@ class Metrics:
             multiprocess_mode="livesum", registry=r)
         # Live drift (service/drift_live.py): each worker's window counts, summed over live workers;
         # /metrics replaces them with the PSI and share gauges computed from the sums.
-        from service.drift_live import BINS_FAMILY, TOTALS_FAMILY
-
         self.drift_bins = Gauge(BINS_FAMILY, "Live drift window: records per profile bin (internal)",
                                 ["name", "version", "feature", "bin"], multiprocess_mode="livesum",
                                 registry=r)
@@ -133,7 +135,7 @@ class Metrics:
         if not drift and self.multiproc_dir:
             # Drift off: no worker writes the internal families, so there is nothing to filter.
             return generate_latest(registry)
-        from service.drift_live import BINS_FAMILY, TOTALS_FAMILY, derived_families
+        from service.drift_live import derived_families
 
         families = list(registry.collect())
         internal = [f for f in families if f.name in (BINS_FAMILY, TOTALS_FAMILY)]
