@@ -338,3 +338,30 @@ def test_stop_writes_what_is_held_or_counts_it(served_store, tmp_path, digits_ro
     capture.stop(timeout=10)
     assert dropped(failing.test_client(), "shutdown") == 3 and capture.held == 0
     assert records_of(tmp_path / "cap2") == []
+
+
+def test_a_text_models_input_is_the_string_and_can_be_hashed_whole(tmp_path):
+    from test_train import write_text_csv
+
+    from model.data import load_dataset
+    from model.store import ModelStore
+    from model.train import train
+
+    dataset = load_dataset(str(write_text_csv(tmp_path / "t.csv")), label_column="topic", text_column="text")
+    artifact, manifest = train(dataset, name="digits", compile=False)  # the name the helpers read
+    store = ModelStore(str(tmp_path / "store"))
+    store.publish(artifact, manifest)
+    store.move_alias("digits", "production", manifest["version"])
+    texts = ["the cat sat on the mat", "a rocket reached orbit"]
+    plain = make_app(str(tmp_path / "store"), tmp_path / "plain", MODEL_CACHE_DIR=str(tmp_path / "c1"))
+    answer = post(plain.test_client(), texts, rid="t1").json["predictions"]
+    capture_of(plain).tick(final=True)
+    assert [(r["input"], r["prediction"]) for r in records_of(tmp_path / "plain")] == list(
+        zip(texts, answer, strict=True))
+
+    private = make_app(str(tmp_path / "store"), tmp_path / "private", CAPTURE_HASH="input",
+                       MODEL_CACHE_DIR=str(tmp_path / "c2"))
+    post(private.test_client(), texts, rid="t2")
+    capture_of(private).tick(final=True)
+    assert [r["input"] for r in records_of(tmp_path / "private")] == [hashed(t) for t in texts]
+    assert b"rocket" not in b"".join(p.read_bytes() for p in (tmp_path / "private").rglob("*.jsonl"))
