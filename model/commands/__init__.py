@@ -5,6 +5,7 @@
 - `aliases`: promote, rollback (moving an alias)
 - `maintenance`: clean, keygen (housekeeping)
 - `scoring`: score (files in batch, model/scoring/); `predictions`: what the scoring function stored
+- `monitoring`: monitor (captured predictions against the training profile, model/monitor/)
 - `options`: what every command reads from its options and the environment (store, name, keys)
 
 Each `cmd_*` function takes the parsed arguments and returns an exit code; errors are raised as
