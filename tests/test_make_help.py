@@ -11,6 +11,7 @@ GROUPS = [
     "Run",
     "Develop and test",
     "Train pipeline stages",
+    "Monitoring",
     "Deploy pipeline stages",
     "Local runs of the whole pipelines",
     "Infrastructure",

@@ -229,6 +229,8 @@ def run_the_pipelines_code(trained_digits) -> None:
     setup.client("cloudformation").create_stack(StackName=f"s-{suffix}", TemplateBody=json.dumps(
         {"Resources": {"Q": {"Type": "AWS::SQS::Queue"}}}))
 
+    setup.client("s3").put_object(Bucket=bucket, Key="data/digits/2026-12-01.csv", Body=b"a,b\n1,2\n")
+
     # What the pipelines run.
     store = ModelStore(f"s3://{bucket}/models")
     artifact, manifest = trained_digits
@@ -240,6 +242,15 @@ def run_the_pipelines_code(trained_digits) -> None:
     resolve_image(ecr, f"repo-{suffix}:t")
     ecr.login()
     CloudFormation(client("cloudformation")).stack(f"s-{suffix}")
+    # The monitor pipeline: the drift check reads the captured predictions, finds the newest data
+    # for a retrain, and the train stage reads it.
+    from deploy.drift_check import newest_data
+    from model.cli import main as model_cli
+
+    assert model_cli(["monitor", "--store", f"s3://{bucket}/models", "--since", "1h"]) == 4  # none yet
+    dataset = newest_data(f"s3://{bucket}/models", "digits", "data")
+    assert dataset == f"s3://{bucket}/data/digits/2026-12-01.csv"
+    client("s3").get_object(Bucket=bucket, Key="data/digits/2026-12-01.csv")
     ecs = EcsClient(client("ecs"))
     request = EcsRequest(cluster=f"c-{suffix}", service="svc", promote=manifest["version"],
                          image=f"repo-{suffix}:t", timeout=0, rollback_timeout=0, poll=0.01)
@@ -301,6 +312,14 @@ def test_every_bucket_listing_the_pipelines_make_is_within_the_store_prefix(rend
         context = {"s3:prefix": params["Prefix"]} if "Prefix" in params else {}
         assert allows(deployer, "s3:ListBucket", f"arn:aws:s3:::{params['Bucket']}", context), (
             f"{operation} {params} would be refused to the deployer")
+
+
+def test_the_deployer_reads_the_data_prefix_but_writes_nothing_there(rendered):
+    deployer = concrete(statements(rendered, "DeployerPolicy"), "b", "models", data_prefix="data")
+    assert allows(deployer, "s3:ListBucket", "arn:aws:s3:::b", {"s3:prefix": "data/digits/"})
+    assert allows(deployer, "s3:GetObject", "arn:aws:s3:::b/data/digits/2026-12-01.csv")
+    assert not allows(deployer, "s3:PutObject", "arn:aws:s3:::b/data/digits/2026-12-01.csv")
+    assert not allows(deployer, "s3:ListBucket", "arn:aws:s3:::b", {"s3:prefix": "score/"})
 
 
 def test_the_deployer_passes_only_the_task_roles_to_ecs(rendered):
