@@ -43,16 +43,25 @@ from service.metrics import BINS_FAMILY, TOTALS_FAMILY
 PREDICTIONS = "__predictions__"  # the predictions' bins, beside the features' (no column has this name)
 TOTALS = ("records", "out_of_range", "unseen", "tokens", "known_tokens")
 PUBLISH_SECONDS = 1.0
+CHUNK_ROWS = 128  # rows converted to floats between two yields of the GIL
+YIELD_SECONDS = 0.0002
 
 
-def window_counts(profile: dict, inputs: list, predictions: list) -> tuple[dict, dict]:
+def _yield() -> None:
+    """Let a request waiting for the GIL run (a sleep(0) would hand it back to this thread)."""
+    time.sleep(YIELD_SECONDS)
+
+
+def window_counts(profile: dict, inputs: list, predictions: list,
+                  order: list[str] | None = None) -> tuple[dict, dict]:
     """({feature or PREDICTIONS: counts per profile bin}, {total: count}) of a window's records.
 
-    `inputs` are normalised as captured (a table row: an object by column name; text: a string).
+    `inputs` are normalised as captured (a table row: an object by column name; text: a string),
+    or, when `order` names the columns, rows of numbers as lists in that order (a matrix model's
+    rows as they were sent: they become one float array in C, not 64 lookups per row).
     """
     bins: dict[str, list[int]] = {}
     n = len(inputs)
-    outside = np.zeros(n, dtype=bool)
     unseen = np.zeros(n, dtype=bool)
     totals = dict.fromkeys(TOTALS, 0)
     totals["records"] = n
@@ -65,18 +74,23 @@ def window_counts(profile: dict, inputs: list, predictions: list) -> tuple[dict,
             found = tokens(text)
             totals["tokens"] += len(found)
             totals["known_tokens"] += sum(1 for t in found if t in known)
-    for name, entry in (profile.get("features") or {}).items():
-        # On the capture writer thread: let a waiting request have the GIL between features.
-        time.sleep(0)
-        values = [row.get(name) if isinstance(row, dict) else None for row in inputs]
+    features = profile.get("features") or {}
+    numbers = [name for name, entry in features.items() if entry["kind"] == "number"]
+    if numbers:
+        matrix = _number_matrix(inputs, numbers, order)
+        outside = np.zeros(n, dtype=bool)
+        for j, name in enumerate(numbers):
+            counts, out = _number_counts(features[name], matrix[:, j])
+            bins[name] = counts
+            outside |= out
+        totals["out_of_range"] = int(outside.sum())
+    for name, entry in features.items():
         kind = entry["kind"]
         if kind == "number":
-            counts, _, _ = drift.number_bins(entry, values)
-            if len(counts) and "min" in entry:
-                array = np.asarray([np.nan if not _is_number(v) else v for v in values], dtype=np.float64)
-                with np.errstate(invalid="ignore"):
-                    outside |= (array < entry["min"]) | (array > entry["max"])
-        elif kind == "text":
+            continue
+        _yield()  # on the capture writer thread: a waiting request runs between features
+        values = [row.get(name) if isinstance(row, dict) else None for row in inputs]
+        if kind == "text":
             lengths = [len("" if v is None else str(v)) for v in values]
             counts, _, _ = drift.number_bins(entry["length"], lengths)
         else:
@@ -94,13 +108,47 @@ def window_counts(profile: dict, inputs: list, predictions: list) -> tuple[dict,
     elif expected.get("edges"):
         values = [p.get("value") if isinstance(p, dict) else None for p in predictions]
         bins[PREDICTIONS] = drift.number_bins(expected, values)[0].tolist()
-    totals["out_of_range"] = int(outside.sum())
     totals["unseen"] = int(unseen.sum())
     return bins, totals
 
 
-def _is_number(value) -> bool:
-    return type(value) in (int, float)
+def _number_matrix(inputs: list, names: list[str], order: list[str] | None) -> np.ndarray:
+    """The number features' values, one column each (NaN: missing or not a number)."""
+    if order is not None and inputs:
+        try:
+            # In chunks: one conversion of a whole window holds the GIL for milliseconds.
+            chunks = []
+            for start in range(0, len(inputs), CHUNK_ROWS):
+                chunks.append(np.asarray(inputs[start:start + CHUNK_ROWS], dtype=np.float64))
+                _yield()
+            full = np.concatenate(chunks)
+        except (TypeError, ValueError):
+            full = None
+        if full is not None and full.ndim == 2 and full.shape[1] == len(order):
+            position = {name: j for j, name in enumerate(order)}
+            return full[:, [position[name] for name in names]]
+        inputs = [dict(zip(order, row, strict=False)) if isinstance(row, list) else row for row in inputs]
+    rows = [[_number(row.get(name)) for name in names] if isinstance(row, dict) else [np.nan] * len(names)
+            for row in inputs]
+    return np.asarray(rows, dtype=np.float64).reshape(len(inputs), len(names))
+
+
+def _number_counts(entry: dict, values: np.ndarray) -> tuple[list[int], np.ndarray]:
+    """drift.number_bins' counts over a float column (NaN: missing), and which values are outside
+    the training range; tests/test_drift_live.py checks both against model/drift.py."""
+    edges = entry.get("edges") or []
+    present = values[~np.isnan(values)]
+    if len(edges) < 2:
+        return [], np.zeros(len(values), dtype=bool)
+    index = np.searchsorted(np.asarray(edges[1:-1], dtype=np.float64), present, side="right")
+    counts = np.bincount(index, minlength=len(edges) - 1).tolist()
+    lo, hi = entry.get("min", edges[0]), entry.get("max", edges[-1])
+    with np.errstate(invalid="ignore"):
+        return counts, (values < lo) | (values > hi)
+
+
+def _number(value) -> float:
+    return float(value) if type(value) in (int, float) else np.nan
 
 
 def expected_shares(profile: dict, feature: str) -> list[float] | None:
@@ -135,23 +183,29 @@ class LiveWindow:
         self._clock = clock
         self._key: tuple[str, str] | None = None
         self._profile: dict | None = None
+        self._order: list[str] | None = None
         self._inputs: collections.deque = collections.deque(maxlen=size)
         self._predictions: collections.deque = collections.deque(maxlen=size)
         self._changed = False
         self._published_at = float("-inf")
-        self._published: set[tuple] = set()
+        self._published: dict[tuple, float] = {}  # (gauge, labels) -> the value last set
 
-    def add(self, info: dict, profile: dict | None, inputs: list, predictions: list) -> None:
-        """Add one request's records (its model's info and profile, normalised inputs, predictions)."""
+    def add(self, info: dict, profile: dict | None, inputs: list, predictions: list,
+            order: list[str] | None = None) -> None:
+        """Add one request's records: its model's info and profile, the inputs (normalised as
+        captured; for a model of numbers only, `order` names its columns and rows may be the lists
+        as sent, which window_counts turns into an array in one go) and the predictions."""
         key = (info["name"], info["version"])
         if key != self._key:
             # A new version (the worker switched from its cached last good one): a new window.
-            self._key, self._profile = key, profile
+            self._key, self._profile, self._order = key, profile, order
             self._inputs.clear()
             self._predictions.clear()
             self._changed = True  # the previous version's series must be zeroed
         if not profile:
             return
+        if order is not None:
+            inputs = [row if type(row) is list else [row.get(name) for name in order] for row in inputs]
         self._inputs.extend(inputs)
         self._predictions.extend(predictions)
         self._changed = True
@@ -163,23 +217,27 @@ class LiveWindow:
             return False
         self._published_at, self._changed = now, False
         name, version = self._key
-        now_published = set()
         bins, totals = {}, {}
         if self._profile:  # a version published without a profile has no gauges
-            bins, totals = window_counts(self._profile, list(self._inputs), list(self._predictions))
+            bins, totals = window_counts(self._profile, list(self._inputs), list(self._predictions),
+                                         self._order)
+        values = {}
         for feature, counts in bins.items():
             for i, count in enumerate(counts):
-                labels = (name, version, feature, str(i))
-                self._bins.labels(*labels).set(count)
-                now_published.add((self._bins, labels))
+                values[(self._bins, (name, version, feature, str(i)))] = count
         for total, count in totals.items():
-            labels = (name, version, total)
-            self._totals.labels(*labels).set(count)
-            now_published.add((self._totals, labels))
+            values[(self._totals, (name, version, total))] = count
         # Another version's series stay in this worker's file: zero them so they add nothing.
-        for gauge, labels in self._published - now_published:
-            gauge.labels(*labels).set(0)
-        self._published = now_published
+        for key in self._published.keys() - values.keys():
+            values[key] = 0
+        for n, ((gauge, labels), count) in enumerate(values.items()):
+            # Only what changed: each set is a write to the worker's metrics file.
+            if self._published.get((gauge, labels)) != count:
+                gauge.labels(*labels).set(count)
+            if n % 64 == 63:
+                _yield()
+        # The zeroed series of other versions need no further writes.
+        self._published = {key: count for key, count in values.items() if key[1][:2] == (name, version)}
         return True
 
 

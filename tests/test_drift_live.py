@@ -38,12 +38,12 @@ def parse(text: str) -> dict:
 
 
 def live_gauges(manifest: dict, inputs: list, predictions: list, size: int | None = None,
-                version: str | None = None) -> dict:
+                version: str | None = None, order: list[str] | None = None) -> dict:
     """The gauges /metrics shows for one worker's window holding these records."""
     metrics = Metrics(None)
     window = LiveWindow(size or len(inputs), metrics)
     info = {"name": manifest["name"], "version": version or manifest["version"]}
-    window.add(info, manifest["profile"], inputs, predictions)
+    window.add(info, manifest["profile"], inputs, predictions, order)
     assert window.maybe_publish(force=True)
     served = {"info": {"name": manifest["name"], "version": manifest["version"]},
               "profile": manifest["profile"]}
@@ -78,6 +78,9 @@ def test_digits_gauges_equal_model_drift_over_the_same_records(trained_digits):
     assert outside > 0
     assert gauges[("model_input_out_of_range_ratio", None)] == pytest.approx(outside / len(inputs))
     assert gauges[("model_input_unseen_ratio", None)] == 0
+    # A model of numbers keeps rows as sent (lists in feature order, or objects): the same gauges.
+    mixed = [list(row.values()) if i % 2 else row for i, row in enumerate(inputs)]
+    assert live_gauges(manifest, mixed, predictions, order=features) == pytest.approx(gauges, abs=1e-12)
 
 
 def test_the_window_slides_and_another_versions_records_are_not_shown(trained_digits):
