@@ -6,6 +6,7 @@ master, never at import), so SIGHUP makes fresh workers load the alias's *curren
 old workers finish their in-flight requests.
 """
 
+import gc
 import importlib
 import os
 import sys
@@ -96,7 +97,13 @@ def post_worker_init(worker):
     # survive the fork); it needs no model to start.
     start_capture(worker.wsgi)
 
-    if start_model(worker.wsgi):
+    ready = start_model(worker.wsgi)
+    # What the worker holds now (the libraries, the app, usually the model) lives as long as the
+    # worker: take it out of the cyclic garbage collector's full collections. Without this, objects
+    # kept alive for a moment (capture's queued requests) reach the oldest generation and make full
+    # collections of the whole heap frequent: p99 at full capture went from 4 ms to 17-26 ms.
+    gc.freeze()
+    if ready:
         worker.log.info("worker %s ready", worker.pid)
     else:
         worker.log.warning("worker %s started without a model; retrying in the background", worker.pid)
