@@ -228,6 +228,15 @@ class Settings:
         if settings.capture_flush_seconds <= 0:
             raise ConfigError(f"CAPTURE_FLUSH_SECONDS must be above 0 seconds, got "
                               f"{settings.capture_flush_seconds:g}")
+        if settings.capture_store:
+            # The URI's shape only (no store call): a typo shows now, not as write errors later.
+            from model.backends import open_backend
+            from model.errors import StoreError
+
+            try:
+                open_backend(settings.capture_store)
+            except StoreError as exc:
+                raise ConfigError(f"CAPTURE_STORE: {exc}") from None
         both = sorted(set(settings.capture_exclude) & set(settings.capture_hash))
         if both:
             raise ConfigError(f"CAPTURE_HASH names {', '.join(both)}, which CAPTURE_EXCLUDE leaves out "

@@ -35,12 +35,12 @@ def test_capture_settings_defaults():
 def test_capture_settings_are_read():
     s = Settings.from_env({"CAPTURE_RATE": "0.25", "CAPTURE_MAX_PER_MINUTE": "50", "CAPTURE_QUEUE": "70",
                            "CAPTURE_FLUSH_SECONDS": "2.5", "CAPTURE_EXCLUDE": " email, input ,email",
-                           "CAPTURE_HASH": "request_id,plan", "CAPTURE_STORE": "s3://c/capture",
+                           "CAPTURE_HASH": "request_id,plan", "CAPTURE_STORE": "s3://captured/preds",
                            "DRIFT_WINDOW": "0"})
     assert (s.capture_rate, s.capture_max_per_minute, s.capture_queue, s.capture_flush_seconds) == (
         0.25, 50, 70, 2.5)
     assert s.capture_exclude == ("email", "input") and s.capture_hash == ("request_id", "plan")
-    assert (s.capture_uri, s.drift_window) == ("s3://c/capture", 0)
+    assert (s.capture_uri, s.drift_window) == ("s3://captured/preds", 0)
 
 
 @pytest.mark.parametrize("env, message", [
@@ -55,6 +55,8 @@ def test_capture_settings_are_read():
     ({"CAPTURE_HASH": "version"}, "CAPTURE_HASH cannot name version"),
     ({"CAPTURE_EXCLUDE": "email", "CAPTURE_HASH": "email"}, "CAPTURE_HASH names email"),
     ({"DRIFT_WINDOW": "-1"}, "DRIFT_WINDOW must be at least 0"),
+    ({"CAPTURE_STORE": "s3://Not_A_Bucket/capture"}, "CAPTURE_STORE: malformed store URI"),
+    ({"CAPTURE_STORE": "ftp://host/capture"}, "CAPTURE_STORE: malformed store URI"),
 ])
 def test_capture_settings_errors_name_the_variable(env, message):
     with pytest.raises(ConfigError, match=message):
