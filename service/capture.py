@@ -229,6 +229,8 @@ class Capture:
 
     def tick(self, final: bool = False) -> None:
         """One round of the writer: drain the queue, write if due, publish gauges."""
+        if self._closed:
+            return  # stop() gave up waiting: the process is exiting, what was held is counted
         now = self._monotonic()
         self._drain(now)
         if self._pending_records and (final or now >= self._next_try) and (
@@ -307,6 +309,8 @@ class Capture:
             except Exception as exc:
                 self._failed(now, exc)
                 return
+            if self._closed:
+                return  # stop() gave up on this write and counted what was held as dropped
             del self._pending[group]
             self._pending_records -= len(lines)
             self._taken += len(lines)
@@ -318,6 +322,8 @@ class Capture:
         self._next_try = 0.0
 
     def _failed(self, now: float, exc: Exception) -> None:
+        if self._closed:
+            return  # stop() gave up on this write and counted what was held as dropped
         self.metrics.capture_errors.inc()
         if not self._backoff:
             log.warning("capture write failed; retrying with backoff",

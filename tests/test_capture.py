@@ -367,3 +367,28 @@ def test_a_text_models_input_is_the_string_and_can_be_hashed_whole(tmp_path):
     capture_of(private).tick(final=True)
     assert [r["input"] for r in records_of(tmp_path / "private")] == [hashed(t) for t in texts]
     assert b"rocket" not in b"".join(p.read_bytes() for p in (tmp_path / "private").rglob("*.jsonl"))
+
+
+def test_exit_is_bounded_when_the_store_hangs(served_store, tmp_path, digits_rows):
+    rows, _ = digits_rows
+    app = make_app(served_store, tmp_path / "cap", CAPTURE_FLUSH_SECONDS="0.1")
+    capture = capture_of(app)
+    store = GatedStore(tmp_path / "cap")
+    store.gate.clear()
+    capture._backend = store
+    capture.start()
+    client = app.test_client()
+    post(client, rows[:2])
+    deadline = time.monotonic() + 10
+    while store.attempts == 0 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    post(client, rows[:3])
+    started = time.monotonic()
+    capture.stop(timeout=0.5)  # the write in progress never returns in time
+    assert time.monotonic() - started < 2
+    assert dropped(client, "shutdown") == 5
+    store.gate.set()  # the stuck write finishes after all: nothing is counted twice
+    time.sleep(0.5)
+    samples = scrape(client)
+    assert samples[("capture_records_written_total", ())] == 0 and dropped(client, "shutdown") == 5
+    assert len(records_of(tmp_path / "cap")) <= 5  # the one write that was under way, never again
