@@ -84,8 +84,10 @@ def start_model(app: Flask, wait: float | None = None) -> bool:
 
 
 def start_capture(app: Flask) -> None:
-    """Start this worker's capture writer (service/capture.py); a no-op when CAPTURE_RATE is 0."""
-    app.extensions["service"].capture.start()
+    """Start this worker's capture writer (service/capture.py; under gunicorn a child process,
+    service/capture_process.py); a no-op when CAPTURE_RATE is 0."""
+    service = app.extensions["service"]
+    service.capture.start(service.holder.predictor)
 
 
 def stop_capture(app: Flask, timeout: float = EXIT_SECONDS) -> None:

@@ -54,7 +54,7 @@ YIELD_EVERY = 16  # requests drained between two yields of the GIL to the reques
 YIELD_SECONDS = 0.0002
 GIL_SWITCH_SECONDS = 0.001
 TOP_FIELDS = ("input", "prediction", "request_id")
-REASONS = ("minute_cap", "queue_full", "store_error", "shutdown")
+REASONS = ("minute_cap", "queue_full", "store_error", "shutdown", "writer_down")
 
 
 def s3_client():
@@ -123,6 +123,11 @@ class Capture:
         self.privacy = Privacy(settings.capture_exclude, settings.capture_hash)
         self.uri = settings.capture_uri
         self.metrics = metrics
+        # Under gunicorn (metrics in files, so a child process's counters add up) the writer is a
+        # child process of the worker (service/capture_process.py); elsewhere a thread.
+        self.settings = settings
+        self.child = None
+        self.yields = True  # a writer thread lets waiting requests run; a child process need not
         self._backend = backend
         self._draw = random_draw
         self._clock = clock
@@ -174,19 +179,45 @@ class Capture:
             if self._minute_used + n > self.cap:
                 self._drops["minute_cap"].inc(n)
                 return
+            child = self.child
+            if child is not None:
+                self._minute_used += n
+                if not child.send(now, request_id, model.info, instances, predictions):
+                    self._drops[child.refusal].inc(n)
+                return
             if self._offered + n - self._taken > self.limit:
                 self._drops["queue_full"].inc(n)
                 return
             self._minute_used += n
             self._offered += n
-            self._queue.append((now, request_id, model, instances, predictions))
+            self._queue.append((now, request_id, model, instances, predictions, 0))
         except Exception:  # capture must never cost a prediction
             log.exception("capture offer failed")
 
     # -- the writer thread ------------------------------------------------------------------
-    def start(self) -> None:
-        """Start this process's writer thread (once per process; a no-op when capture is off)."""
+    def enqueue(self, when: float, request_id: str, model, instances: list, predictions: list,
+                first: int) -> None:
+        """Queue records for the writer (the child process's reader), bounded by CAPTURE_QUEUE;
+        `first` is the index of the first instance in its request."""
+        n = len(predictions)
+        if self._offered + n - self._taken > self.limit:
+            self._drops["queue_full"].inc(n)
+            return
+        self._offered += n
+        self._queue.append((when, request_id, model, instances, predictions, first))
+
+    def start(self, predictor=None) -> None:
+        """Start this process's writer (once per process; a no-op when capture is off): a child
+        process when metrics are multiprocess (gunicorn), else a thread. `predictor`, the model
+        the worker serves now, spares the child a manifest read."""
         if not self.enabled or (self._thread is not None and self._pid == os.getpid()):
+            return
+        if self.settings.prometheus_multiproc_dir:
+            from service.capture_process import ChildWriter
+
+            if self.child is None or self.child.owner != os.getpid():
+                self.child = ChildWriter(self, predictor)
+                self.child.start()
             return
         self._pid = os.getpid()
         self._writer = f"{socket.gethostname()}-{self._pid}"
@@ -202,6 +233,9 @@ class Capture:
     def stop(self, timeout: float = EXIT_SECONDS) -> None:
         """Write what is held (one attempt, at most `timeout` seconds) and stop the writer; what
         could not be written is counted as dropped (shutdown)."""
+        if self.child is not None:
+            self.child.stop(timeout)
+            return
         thread = self._thread
         if thread is None or self._pid != os.getpid():
             return
@@ -250,11 +284,11 @@ class Capture:
         drained = 0
         while queue:
             drained += 1
-            if drained % YIELD_EVERY == 0:
+            if self.yields and drained % YIELD_EVERY == 0:
                 # Let a request waiting for the GIL run now, not after the 5 ms switch interval (a
                 # sleep(0) hands the GIL back to this thread before the waiting one wakes).
                 time.sleep(YIELD_SECONDS)
-            when, request_id, model, instances, predictions = queue.popleft()
+            when, request_id, model, instances, predictions, first = queue.popleft()
             info = model.info
             inputs = [normalise(model, instance) for instance in instances]
             if self.live is not None:
@@ -270,7 +304,7 @@ class Capture:
                 self._oldest = now
             for index, (row, prediction) in enumerate(zip(inputs, predictions, strict=False)):
                 record = {"time": text, "request_id": request_id, "model": info["name"],
-                          "version": info["version"], "index": index, "input": row,
+                          "version": info["version"], "index": first + index, "input": row,
                           "prediction": prediction}
                 if privacy.active:
                     record = privacy.apply(record)

@@ -93,16 +93,15 @@ def post_worker_init(worker):
     from service.app import start_capture, start_model
 
     protocol_errors.install()
-    # The capture writer thread belongs to this worker (a thread started in the master would not
-    # survive the fork); it needs no model to start.
-    start_capture(worker.wsgi)
-
     ready = start_model(worker.wsgi)
     # What the worker holds now (the libraries, the app, usually the model) lives as long as the
     # worker: take it out of the cyclic garbage collector's full collections. Without this, objects
     # kept alive for a moment (capture's queued requests) reach the oldest generation and make full
     # collections of the whole heap frequent: p99 at full capture went from 4 ms to 17-26 ms.
     gc.freeze()
+    # The capture writer belongs to this worker (service/capture_process.py): forked now, after the
+    # model is loaded and frozen, so the two share its memory and the writer knows its schema.
+    start_capture(worker.wsgi)
     if ready:
         worker.log.info("worker %s ready", worker.pid)
     else:

@@ -249,3 +249,50 @@ def test_a_store_stopped_mid_run_costs_no_prediction_drops_are_counted_and_captu
     finally:
         server.stop()
         proxy.stop()
+
+
+def _writer_pids(master_pid: int) -> list[int]:
+    """The capture writer processes: the children of the gunicorn workers."""
+    import subprocess
+
+    workers = subprocess.run(["pgrep", "-P", str(master_pid)], capture_output=True, text=True).stdout.split()
+    return [int(pid) for worker in workers
+            for pid in subprocess.run(["pgrep", "-P", worker], capture_output=True, text=True).stdout.split()]
+
+
+def test_a_killed_writer_process_costs_no_prediction_is_counted_and_replaced(local_store, tmp_path, rows):
+    """The writer is a child process of each worker: killed, the records sent to it meanwhile are
+    counted as writer_down, predictions stay 200, a new writer takes over, and a batch larger than
+    one message (64 instances) is captured whole, in order."""
+    import os
+    import signal
+
+    capture = tmp_path / "capture"
+    server = GunicornServer(tmp_path / "g", {
+        "MODEL_STORE": local_store, "MODEL_NAME": "digits", "CAPTURE_STORE": str(capture),
+        "CAPTURE_RATE": "1", "CAPTURE_FLUSH_SECONDS": "1"})
+    try:
+        master = int(server.pidfile.read_text())
+        writers = wait_for(lambda: len(_writer_pids(master)) == 2 and _writer_pids(master),
+                           what="a writer process per worker")
+        for pid in writers:
+            os.kill(pid, signal.SIGKILL)
+        statuses = [predict(server.url, rows[i:i + 1], f"after-kill-{i}")[0] for i in range(40)]
+        assert statuses == [200] * 40
+        # Each worker noticed its writer gone (the records it could not hand over are counted) and
+        # started another, which captures what follows.
+        wait_for(lambda: metric(scrape(server.url), "capture_records_dropped_total",
+                                reason="writer_down") > 0, what="writer_down drops counted")
+        wait_for(lambda: set(_writer_pids(master)).isdisjoint(writers) and len(_writer_pids(master)) == 2,
+                 timeout=30, what="two new writer processes")
+        status, _, big = predict(server.url, rows[:150], "big-batch")
+        assert status == 200
+        wait_for(lambda: any(r["request_id"] == "big-batch"
+                             for found in read_captured(str(capture)).values() for r in found),
+                 what="the large batch captured")
+    finally:
+        assert server.stop() == 0
+    records = sorted((r for found in read_captured(str(capture)).values() for r in found
+                      if r["request_id"] == "big-batch"), key=lambda r: r["index"])
+    assert [r["index"] for r in records] == list(range(150))
+    assert [r["prediction"] for r in records] == big
