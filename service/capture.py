@@ -1,13 +1,15 @@
 """Capture: a sample of the requests and their predictions, written to the store off the request path.
 
 The request path (`Capture.offer`, called by both prediction routes for answered requests only) does
-a random draw against CAPTURE_RATE, a check of the per-minute cap (CAPTURE_MAX_PER_MINUTE records)
-and of the records held (CAPTURE_QUEUE), and appends *references* (the parsed instances, the
-predictions as answered, the model, the request id, the time) to a deque: no copy, no
-serialisation, no store call, so a slow or unreachable store never slows or fails a prediction.
+a random draw against CAPTURE_RATE and a check of the per-minute cap (CAPTURE_MAX_PER_MINUTE
+records). Under gunicorn it then sends the request id, time, model, instances and predictions to
+the worker's writer process (service/capture_process.py; one non-blocking send, a full socket drops
+and counts). In one process (tests, `flask run`) it checks the records held (CAPTURE_QUEUE) and
+appends *references* to a deque that a writer thread drains. Either way no store call is made on
+the request path, so a slow or unreachable store never slows or fails a prediction.
 
-A writer thread per worker (started by the gunicorn post_worker_init hook, never in the master,
-never at import) drains the deque a few times a second: it builds each record in the format of
+The writer (the child process's loop, or the thread; never in the master, never at import) drains
+the deque a few times a second: it builds each record in the format of
 model/capture_files.py (a table row as an object by column name, text as the string, the
 prediction exactly as answered), applies CAPTURE_EXCLUDE and CAPTURE_HASH, feeds the live drift
 window (service/drift_live.py) and keeps the serialised lines per (model, version, hour). It writes
@@ -110,7 +112,7 @@ def normalise(model, instance):
 
 
 class Capture:
-    """One worker's capture: `offer` on the request path, a writer thread for everything else."""
+    """One worker's capture: `offer` on the request path, a writer (process or thread) for the rest."""
 
     def __init__(self, settings, metrics, *, backend=None, random_draw=random.random, clock=time.time,
                  monotonic=time.monotonic):
