@@ -28,7 +28,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import select
 import signal
 import socket
 import time
@@ -41,7 +40,7 @@ MESSAGE_INSTANCES = 64  # instances per message: a large batch is sent in parts 
 RECEIVE_BYTES = 4 * 1024 * 1024
 SEND_BUFFER_BYTES = 4 * 1024 * 1024
 RESTART_SECONDS = 10.0
-TICK_SECONDS = 0.2
+WAKE_SECONDS = 0.02  # how often the writer reads its socket
 # The signals a gunicorn worker handles: the child must not run the worker's handlers.
 _WORKER_SIGNALS = ("SIGHUP", "SIGQUIT", "SIGINT", "SIGUSR1", "SIGUSR2", "SIGWINCH", "SIGCHLD", "SIGTTIN",
                    "SIGTTOU", "SIGABRT")
@@ -186,12 +185,11 @@ def _child_main(capture, sock: socket.socket, parent: int, seed) -> int:
     views = _Views(capture.settings.model_store, seed)
     sock.setblocking(False)
     while not stopping and os.getppid() == parent:
-        try:
-            ready, _, _ = select.select([sock], [], [], TICK_SECONDS)
-        except InterruptedError:
-            ready = []
-        if ready:
-            _receive(capture, sock, views)
+        # Wake on a clock, not on each message: waking per request cost a context switch per
+        # request on the worker's cores. The socket holds what arrives meanwhile (a default
+        # net.core.wmem_max of 208 KiB is about 90 digits requests: 45 ms at 2,000 a second).
+        time.sleep(WAKE_SECONDS)
+        _receive(capture, sock, views)
         try:
             capture.tick()
         except Exception:  # a bug here must not end capture for the worker's lifetime

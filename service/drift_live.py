@@ -48,8 +48,10 @@ YIELD_SECONDS = 0.0002
 
 
 def _yield() -> None:
-    """Let a request waiting for the GIL run (a sleep(0) would hand it back to this thread)."""
-    time.sleep(YIELD_SECONDS)
+    """Let a request waiting for the GIL run (a sleep(0) would hand it back to this thread); the
+    writer process, which shares no GIL with requests, sets YIELD_SECONDS to 0: no sleep at all."""
+    if YIELD_SECONDS:
+        time.sleep(YIELD_SECONDS)
 
 
 def window_counts(profile: dict, inputs: list, predictions: list,
