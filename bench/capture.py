@@ -81,8 +81,13 @@ def main(argv: list[str] | None = None) -> int:
             runs: dict[str, list[Load]] = {label: [] for label in servers}
             warm_up = {label: wrk(url + "/predict", body, args.connections, 1, tmp)
                        for label, (_, url, _) in servers.items()}
-            for _ in range(args.runs):
-                for label, (_, url, _) in servers.items():
+            labels = list(servers)
+            for round_ in range(args.runs):
+                # Each round in another order, with a pause: a capturing server's writer finishes its
+                # backlog after the load, which must not land on the same neighbour every round.
+                for label in labels[round_ % len(labels):] + labels[:round_ % len(labels)]:
+                    time.sleep(0.5)
+                    url = servers[label][1]
                     runs[label].append(wrk(url + "/predict", body, args.connections, args.seconds, tmp))
             time.sleep(1)  # the live window publishes its gauges about once a second
             metrics = capture_samples(servers["on"][1])
