@@ -13,7 +13,7 @@ import sys
 import uuid
 
 import pytest
-from helpers import ROOT, GunicornServer, require_tool
+from helpers import CHROMIUM_ARGS, ROOT, GunicornServer, require_tool
 
 # No test may reach real AWS: fake credentials and a region, set before any client is built.
 for _key, _value in {
@@ -232,3 +232,16 @@ def training_cluster(aws_env, s3_bucket):
            "TRAIN_SECURITY_GROUPS": group, "MODEL_STORE": store, "MODEL_NAME": "digits"}
     return {"env": env, "cluster": cluster, "family": family, "store": store, "bucket": s3_bucket,
             "log_group": log_group}
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Chromium (playwright driving the system's chromium) for the tests of the pages and
+    reports a person looks at; skipped with the reason where chromium is missing (never in CI)."""
+    require_tool("chromium", "the page and report tests render in a real browser")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=shutil.which("chromium"), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()

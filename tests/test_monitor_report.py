@@ -13,7 +13,7 @@ import sys
 from datetime import timedelta
 
 import pytest
-from helpers import CHROMIUM_ARGS, ROOT, cli_fails, require_tool
+from helpers import ROOT, cli_fails
 from test_monitor import NOW, digits, digits_trained, monitor, scaled, write_records  # noqa: F401
 
 from model.exit_codes import ExitCode
@@ -109,16 +109,6 @@ def test_monitoring_without_a_report_does_not_import_matplotlib():
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
-
-@pytest.fixture(scope="module")
-def browser():
-    require_tool("chromium", "the drift report test renders the page in a real browser")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=shutil.which("chromium"), args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 def test_the_report_renders_in_chromium(browser, drift_report, tmp_path):

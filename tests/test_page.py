@@ -1,22 +1,9 @@
 """The HTML page in headless Chromium: fill the form, submit, read the label and the bars."""
 
 import json
-import shutil
 
 import pytest
 import requests
-from helpers import CHROMIUM_ARGS, require_tool
-
-
-@pytest.fixture(scope="module")
-def browser():
-    require_tool("chromium", "the page test drives a real browser")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=shutil.which("chromium"), args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 def test_form_predicts_and_draws_bars(browser, gunicorn_server, tmp_path_factory):

@@ -16,7 +16,7 @@ import subprocess
 import sys
 
 import pytest
-from helpers import CHROMIUM_ARGS, ROOT, require_tool
+from helpers import ROOT
 
 from model.report import NO_EVALUATION, render_report
 
@@ -300,16 +300,6 @@ def test_page_fetches_nothing(iris_manifest, weak_iris_manifest):
     assert "http://" not in page and "https://" not in page and "@import" not in page
     assert "default-src 'none'" in page
 
-
-@pytest.fixture(scope="module")
-def browser():
-    require_tool("chromium", "the report test renders the page in a real browser")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=shutil.which("chromium"), args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 @pytest.mark.parametrize("kind", ["classifier", "regressor"])
