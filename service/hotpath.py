@@ -59,7 +59,8 @@ class PredictRoute:
             predictions, labels = model.predict(model.to_matrix(instances))
             service.metrics.count_predictions(labels)
             if service.capture.enabled:
-                # References only (service/capture.py): the writer thread builds the records.
+                # A draw and a cap check; a captured request is handed to the worker's writer
+                # (service/capture.py), which builds the records off the request path.
                 service.capture.offer(model, instances, predictions, rid)
             status, payload = 200, {"model": model.info, "predictions": predictions}
         except ApiError as exc:

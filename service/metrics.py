@@ -83,7 +83,8 @@ class Metrics:
         self.capture_dropped = Counter(
             "capture_records_dropped_total",
             "Sampled records not captured, by reason: minute_cap (CAPTURE_MAX_PER_MINUTE reached), "
-            "queue_full (CAPTURE_QUEUE records held), store_error (the store kept failing), shutdown",
+            "queue_full (the writer cannot take more), store_error (the store kept failing), shutdown, "
+            "writer_down (the writer process had died)",
             ["reason"], registry=r)
         self.capture_errors = Counter(
             "capture_write_errors_total", "Failed writes of a captured file (retried with backoff)",
