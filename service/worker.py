@@ -42,6 +42,10 @@ _CHUNKED = re.compile(rb"\r\ntransfer-encoding:[^\r\n]*chunked", re.IGNORECASE)
 _CHUNKED_END = b"0\r\n\r\n"
 _CORK = getattr(socket, "TCP_CORK", None)
 _HEARTBEAT = 1.0  # seconds between the worker's heartbeats to the master
+# A retiring worker's idle kept connections stay open this long for a next request, answered with
+# `Connection: close`. Closed at once, a connection the client was reusing at that very moment
+# failed its request with a reset (a rollout under load lost one request that way).
+RETIRE_GRACE = 2.0
 
 
 class _Pending:
@@ -89,14 +93,6 @@ def request_state(buffer: bytes, max_body: int) -> tuple[bool, int | None, int]:
         return False, body_start, length
     total = body_start + length
     return len(buffer) >= total, total, 0
-
-
-def _has_bytes(client: socket.socket) -> bool:
-    """Whether a non-blocking socket has bytes waiting to be read."""
-    try:
-        return bool(client.recv(1, socket.MSG_PEEK))
-    except OSError:  # BlockingIOError: nothing yet; anything else: nothing to serve
-        return False
 
 
 def _close(client: socket.socket) -> None:
@@ -173,6 +169,7 @@ class BufferedWorker(SyncWorker):
         # On SIGHUP or SIGTERM (alive turns false) stop accepting, but finish the requests that are
         # still arriving: their clients were accepted and must get an answer, not a closed socket.
         notified = 0.0
+        retiring: float | None = None  # when a retiring worker closes its idle connections
         while self.alive or self.pending:
             # The heartbeat is a file-time syscall; the master only needs one within `timeout` (30 s),
             # not one per request.
@@ -181,10 +178,13 @@ class BufferedWorker(SyncWorker):
                 notified = time.monotonic()
             if not self.alive:
                 self._listen(False)
-                # A kept connection with no request in flight is closed; one whose next request has
-                # just arrived is served first (closing it would fail a request the client sent).
-                for item in [p for p in self.pending.values() if p.idle and not _has_bytes(p.client)]:
-                    self._drop(item)
+                # A kept connection with no request in flight gets a short grace: a request the
+                # client sends in it is served (with `Connection: close`); then it is closed.
+                if retiring is None:
+                    retiring = time.monotonic() + min(RETIRE_GRACE, self.cfg.graceful_timeout / 2)
+                for item in self.pending.values():
+                    if item.idle and item.deadline > retiring:
+                        item.deadline = retiring
                 if not self.pending:
                     break
             # Like the sync worker: serve whoever is waiting before sleeping in select().
@@ -304,7 +304,8 @@ class BufferedWorker(SyncWorker):
         # A request judged complete that still needs bytes, or a client that stops reading its
         # answer, cannot hold the worker past the read deadline.
         client.settimeout(self.read_timeout)
-        if self.handle(item.listener, client, item.addr, item.buffer, keep=framed and self.keepalive > 0):
+        keep = framed and self.keepalive > 0 and self.alive
+        if self.handle(item.listener, client, item.addr, item.buffer, keep=keep):
             return self._keep(item, rest)
         self._unwatch(client)
         _close(client)
@@ -317,7 +318,9 @@ class BufferedWorker(SyncWorker):
         try:
             parser = http.get_parser(self.cfg, _Prefetched(client, prefetched), addr)
             req = next(parser)
-            return self.handle_request(listener, req, client, addr, keep) and self.alive
+            # A reload signalled during the request: the response may already promise keep-alive,
+            # so the connection is kept and closes with the retiring worker's grace.
+            return self.handle_request(listener, req, client, addr, keep)
         except http.errors.NoMoreData:
             self.log.debug("Ignored premature client disconnection.")
         except StopIteration:

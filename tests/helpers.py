@@ -97,6 +97,7 @@ class GunicornServer:
 
     def __init__(self, folder: Path, env: dict, workers: int = 2, wait_ready: bool = True):
         folder.mkdir(parents=True, exist_ok=True)
+        self.workers = workers
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.pidfile = folder / "gunicorn.pid"

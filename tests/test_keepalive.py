@@ -3,7 +3,8 @@ after request on one connection, as HTTP/1.1 intends, instead of opening one per
 
 Between requests such a connection waits in the worker's selector, costing a socket, not the
 worker; it is closed quietly after KEEPALIVE seconds of silence (no 408: no request was started),
-at once when the worker retires on a reload, and never when KEEPALIVE=0.
+after a short grace when the worker retires on a reload (a request arriving in it is answered,
+with `Connection: close`), and never when KEEPALIVE=0.
 """
 
 from __future__ import annotations
@@ -42,6 +43,18 @@ def read_to_end(sock: socket.socket) -> bytes:
     while chunk := sock.recv(65536):
         answer += chunk
     return answer
+
+
+def retire_workers(server: GunicornServer) -> None:
+    """SIGHUP the master and return once it has started the new workers: it signals the old ones to
+    retire right after that (gunicorn's reload), so they are retiring a moment later."""
+    booted = server.log().count("Booting worker")
+    os.kill(int(server.pidfile.read_text()), signal.SIGHUP)
+    deadline = time.monotonic() + 30
+    while server.log().count("Booting worker") < booted + server.workers:
+        assert time.monotonic() < deadline, server.log()[-3000:]
+        time.sleep(0.02)
+    time.sleep(0.3)
 
 
 def test_requests_after_requests_on_one_connection(server, trained_digits):
@@ -143,6 +156,25 @@ def test_a_reload_does_not_wait_for_idle_connections(server, trained_digits):
         closed_after = time.monotonic() - started
     assert b"HTTP/1.1" not in rest
     assert closed_after < 10, f"the retiring worker kept an idle connection {closed_after:.1f} s"
+    server.wait_until("/ready")
+
+
+def test_a_request_sent_just_after_a_reload_on_a_kept_connection_is_answered(server, trained_digits):
+    """The keep-alive race that failed a request in a rollout under load: the client reused its kept
+    connection just as SIGHUP retired the worker holding it, and the worker closed the connection
+    under the request (a reset). A retiring worker now gives idle connections a short grace
+    (service.worker.RETIRE_GRACE) and answers a request arriving in it, with `Connection: close`."""
+    _, manifest = trained_digits
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+        sock.sendall(request_bytes(predict_body(manifest)))
+        first = sock.recv(65536)
+        assert first.startswith(b"HTTP/1.1 200"), first[:200]
+        retire_workers(server)  # the old worker has been told to retire; the client has not
+        sock.sendall(request_bytes(predict_body(manifest)))
+        second = read_to_end(sock)
+    head = second.split(b"\r\n\r\n", 1)[0].lower()
+    assert second.startswith(b"HTTP/1.1 200"), second[:200]
+    assert b"connection: close" in head
     server.wait_until("/ready")
 
 
