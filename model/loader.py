@@ -3,7 +3,10 @@
 This is the function the service calls in each worker when it starts. The sha256 is checked on the
 exact bytes that are unpickled, so nothing can change the file between the check and the load.
 A compiled version's model.onnx is fetched and checked the same way. In pickle-free mode
-(`pickle=False`) nothing is unpickled: only a version with a verified model.onnx loads.
+(`pickle=False`) nothing is unpickled: only a version with a verified model.onnx loads. With
+`defer=True` (the service's default mode) a compiled version's pickle is fetched and verified but not
+unpickled: `LoadedModel.unpickled()` does that if its model.onnx cannot serve. Unpickling is what
+needs scikit-learn, whose import is most of a worker's start.
 
 With a cache folder, every successful load also records the version as the *last good* one for its
 selector (this store, this model, this alias or pinned version): `load_last_good` loads it from the
@@ -17,12 +20,12 @@ import io
 import json
 import os
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 
 from model.artifact import (
     ARTIFACT_FILE,
     compiled_file,
-    runtime_versions,
     sha256_bytes,
     verify_bytes,
     verify_compiled,
@@ -39,10 +42,22 @@ class LoadedModel:
     estimator: object
     manifest: dict
     onnx: bytes | None = None
+    # The verified pickle's bytes when unpickling was deferred (estimator None until unpickled()).
+    artifact: bytes | None = None
 
     @property
     def version(self) -> str:
         return self.manifest["version"]
+
+    def unpickled(self) -> LoadedModel:
+        """This version with its estimator: unpickled now if loading deferred it, else itself.
+        IntegrityError if there is no pickle (pickle-free mode) or it cannot be unpickled."""
+        if self.estimator is not None:
+            return self
+        if self.artifact is None:
+            raise IntegrityError(f"{self.manifest['name']} {self.version}: pickle-free mode "
+                                 "(MODEL_FORMAT=onnx) has no pickle to load")
+        return _unpickle(self.artifact, self.manifest, self.onnx)
 
 
 def check_compatible(manifest: dict, running: dict | None = None) -> None:
@@ -51,12 +66,13 @@ def check_compatible(manifest: dict, running: dict | None = None) -> None:
     scikit-learn does not promise that a pickle loads (or predicts the same) across feature
     releases; patch releases are accepted.
     """
-    running = running or runtime_versions()
+    # The installed version, read without importing scikit-learn (a second of a worker's start).
+    installed = running["scikit_learn"] if running else metadata.version("scikit-learn")
     recorded = manifest["runtime"]["scikit_learn"]
-    if recorded.split(".")[:2] != running["scikit_learn"].split(".")[:2]:
+    if recorded.split(".")[:2] != installed.split(".")[:2]:
         raise IncompatibleError(
             f"{manifest['name']} {manifest['version']} was trained with scikit-learn {recorded}; "
-            f"this process runs {running['scikit_learn']}: retrain it or run a matching image"
+            f"this process runs {installed}: retrain it or run a matching image"
         )
 
 
@@ -107,13 +123,15 @@ def load_model(
     cache_dir: Path | None = None,
     verifier=None,
     pickle: bool = True,
+    defer: bool = False,
 ) -> LoadedModel:
     """Resolve (a pinned `version` wins over `alias`), verify and unpickle a model, and fetch and
     verify its model.onnx when it has one.
 
     With a `verifier` (model.signing) the version's signature is checked before anything else is
     read: an unsigned or wrongly signed version is never unpickled. With `pickle=False` nothing is
-    unpickled: a version without model.onnx is an IntegrityError.
+    unpickled: a version without model.onnx is an IntegrityError. With `defer=True` a version with
+    model.onnx is verified but left pickled (see `LoadedModel.unpickled`).
     """
     resolved = store.resolve(name, alias=alias, version=version)
     manifest = store.manifest(name, resolved, verifier=verifier)
@@ -122,7 +140,9 @@ def load_model(
     else:
         _require_compiled(manifest)
     onnx = _cached_bytes(store, manifest, cache_dir, compiled=True) if compiled_file(manifest) else None
-    if pickle:
+    if pickle and defer and onnx is not None:
+        loaded = LoadedModel(None, manifest, onnx, artifact=_cached_bytes(store, manifest, cache_dir))
+    elif pickle:
         loaded = _unpickle(_cached_bytes(store, manifest, cache_dir), manifest, onnx)
     else:
         loaded = LoadedModel(None, manifest, onnx)
@@ -158,8 +178,10 @@ def load_last_good(
     cache_dir: Path,
     verifier=None,
     pickle: bool = True,
+    defer: bool = False,
 ) -> LoadedModel | None:
     """The last version loaded for this selector, from the cache only (verified again); None if none.
+    `pickle` and `defer` as for `load_model`.
 
     `store` only names the store (its URI is part of the key): nothing is read from it.
 
@@ -189,6 +211,9 @@ def load_last_good(
         _require_compiled(manifest)
         return LoadedModel(None, manifest, onnx)
     check_compatible(manifest)
+    if defer and onnx is not None:
+        verify_bytes(data, manifest)
+        return LoadedModel(None, manifest, onnx, artifact=data)
     return _unpickle(data, manifest, onnx)
 
 

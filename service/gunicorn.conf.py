@@ -7,7 +7,6 @@ old workers finish their in-flight requests.
 """
 
 import gc
-import importlib
 import os
 import sys
 import tempfile
@@ -24,6 +23,7 @@ for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 from service.config import GUNICORN_WORKERS, Settings  # noqa: E402 (after the thread settings)
 from service.logs import gunicorn_logconfig  # noqa: E402
+from service.preload import preload  # noqa: E402
 
 _settings = Settings.from_env(os.environ)
 
@@ -51,22 +51,6 @@ loglevel = _settings.log_level.lower()
 proc_name = "model-service"
 # gunicorn's control socket is one fixed per-user path: two servers on a host would fight over it.
 control_socket_disable = True
-_SHARED_LIBRARIES = (
-    "flask",
-    # compiled models (service/compiled.py): the runtime itself; sessions are built in each worker
-    "onnxruntime",
-)
-# What unpickling needs: not imported at all in pickle-free mode (MODEL_FORMAT=onnx), where no worker
-# ever unpickles anything.
-_PICKLE_LIBRARIES = (
-    "joblib",
-    "sklearn.pipeline",
-    "sklearn.linear_model",
-    "sklearn.preprocessing",
-    "sklearn.feature_extraction.text",
-)
-
-
 def on_starting(server):
     """Give the workers a shared, empty metrics folder (prometheus_client multiprocess mode)."""
     path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
@@ -81,10 +65,14 @@ def on_starting(server):
     server.log.info("metrics folder %s", path)
     # Import the heavy libraries (not the app, not the model) once in the master: forked workers
     # share them, so a worker started by SIGHUP only has to fetch and verify the model.
-    # The live drift gauges' statistics (model/drift.py) need scipy: only loaded when they are on.
-    drift = ("scipy.special",) if _settings.capture_rate > 0 and _settings.drift_window > 0 else ()
-    for module in _SHARED_LIBRARIES + drift + (() if _settings.pickle_free else _PICKLE_LIBRARIES):
-        importlib.import_module(module)
+    # scikit-learn only when a worker will unpickle (service/preload.py).
+    server.log.info("preloaded %s", ", ".join(preload(_settings)))
+
+
+def on_reload(server):
+    """Before SIGHUP's new workers fork: import what the version they will load needs (an alias
+    moved from a compiled version to one that is unpickled needs scikit-learn)."""
+    server.log.info("preloaded %s", ", ".join(preload(_settings)))
 
 
 def post_worker_init(worker):

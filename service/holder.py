@@ -8,9 +8,11 @@ alias names (or just clears `degraded` when that is the version it already serve
 cached, the worker stays up without a model (liveness fine, readiness 503) until the store answers.
 
 Each loaded version is served through its model.onnx when it has one that passes its parity re-check
-(service.compiled), else through the pickle (service.predict says which path). In pickle-free mode
-(MODEL_FORMAT=onnx) nothing is unpickled: a version without a usable model.onnx is refused, with the
-reason on /ready, exactly like one that fails its sha256.
+(service.compiled), else through the pickle (service.predict says which path). The pickle of a
+version served through model.onnx is fetched and verified (it is the fallback) but never unpickled,
+so such a worker never imports scikit-learn. In pickle-free mode (MODEL_FORMAT=onnx) nothing is
+unpickled: a version without a usable model.onnx is refused, with the reason on /ready, exactly like
+one that fails its sha256.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from pathlib import Path
 from service.compiled import NotCompiled, open_compiled
 from service.config import Settings
 from service.predict import Predictor
+from service.tables import has_categories
 
 log = logging.getLogger("service.model")
 
@@ -116,7 +119,7 @@ class ModelHolder:
         try:
             loaded = load_last_good(ModelStore(s.model_store), s.model_name, alias=s.model_alias,
                                     version=s.model_version, cache_dir=Path(s.cache_dir),
-                                    verifier=self._verifier, pickle=not s.pickle_free)
+                                    verifier=self._verifier, pickle=not s.pickle_free, defer=True)
             if loaded is None:
                 return
             predictor = self._predictor(loaded)
@@ -147,28 +150,45 @@ class ModelHolder:
             if wanted == current.info["version"]:
                 return current
         loaded = load_model(store, s.model_name, alias=s.model_alias, version=s.model_version,
-                            cache_dir=Path(s.cache_dir), verifier=self._verifier, pickle=not s.pickle_free)
+                            cache_dir=Path(s.cache_dir), verifier=self._verifier, pickle=not s.pickle_free,
+                            defer=True)
         return self._predictor(loaded)
 
     def _predictor(self, loaded) -> Predictor:
         """The Predictor of a loaded version, through its model.onnx when that passes its parity
-        re-check; warmed up. Unservable when there is no pickle to fall back to."""
+        re-check (the pickle left as it is), else through the pickle, unpickled now; warmed up.
+        Unservable when there is no pickle to fall back to."""
+        name = f"{loaded.manifest['name']} {loaded.version}"
+        max_batch = self._settings.max_batch
         compiled, reason = None, ""
         try:
             compiled = open_compiled(loaded.onnx, loaded.manifest)
         except NotCompiled as exc:
             reason = str(exc)
-            name = f"{loaded.manifest['name']} {loaded.version}"
-            if loaded.estimator is None:
-                raise Unservable(f"{name}: {reason}; pickle-free mode (MODEL_FORMAT=onnx) has no pickle "
-                                 "to fall back to") from None
-            if loaded.onnx is not None:
-                # A file that verified by sha256 but does not run or answer as published: worth a
-                # warning (a runtime that differs from the publisher's), not a refusal.
-                log.warning("model.onnx not used; serving with the pickle",
-                            extra={"model": {"name": loaded.manifest["name"], "version": loaded.version},
-                                   "reason": reason})
-        predictor = Predictor(loaded.estimator, loaded.manifest, max_batch=self._settings.max_batch,
+        schema = loaded.manifest["input_schema"]
+        if compiled is not None and loaded.artifact is not None and has_categories(schema):
+            # The up-front category checks (a 400 naming the known values) need the estimator's
+            # encoders: unpickled, as the pickle path does, and still served through model.onnx.
+            loaded = loaded.unpickled()
+        if compiled is not None and loaded.estimator is None:
+            try:
+                predictor = Predictor(None, loaded.manifest, max_batch=max_batch, compiled=compiled)
+            except ValueError as exc:  # model.onnx lacks an output the manifest promises
+                compiled, reason = None, str(exc)
+            else:
+                predictor.warm_up()
+                return predictor
+        if compiled is None and loaded.estimator is None and loaded.artifact is None:
+            raise Unservable(f"{name}: {reason}; pickle-free mode (MODEL_FORMAT=onnx) has no pickle "
+                             "to fall back to")
+        if compiled is None and loaded.onnx is not None:
+            # A file that verified by sha256 but does not run or answer as published: worth a
+            # warning (a runtime that differs from the publisher's), not a refusal.
+            log.warning("model.onnx not used; serving with the pickle",
+                        extra={"model": {"name": loaded.manifest["name"], "version": loaded.version},
+                               "reason": reason})
+        loaded = loaded.unpickled()
+        predictor = Predictor(loaded.estimator, loaded.manifest, max_batch=max_batch,
                               compiled=compiled, reason=reason)
         predictor.warm_up()
         return predictor

@@ -25,6 +25,13 @@ class _Bad(Exception):
     """A value that does not fit its column (the message says what was expected)."""
 
 
+def has_categories(schema: dict) -> bool:
+    """Whether a tabular input has category columns: which of their values the model refuses is
+    known only by walking the estimator's encoders (service.encoders)."""
+    return schema.get("type") == "tabular" and any(
+        spec.get("kind") == "category" for spec in schema.get("columns") or [])
+
+
 class Table:
     """A tabular model's input: its features in order, each column's kind and allowed values."""
 

@@ -135,8 +135,8 @@ class GunicornServer:
             try:
                 if requests.get(self.url + path, timeout=2).status_code == 200:
                     return
-            except requests.ConnectionError:
-                pass
+            except (requests.ConnectionError, requests.Timeout):
+                pass  # not listening yet, or listening while its workers still load
             time.sleep(0.1)
         pytest.fail(f"{self.url}{path} not 200 after {timeout} s:\n{self.log()[-3000:]}")
 

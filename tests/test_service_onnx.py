@@ -479,6 +479,30 @@ print(json.dumps({{"answers": answers, "loaded": loaded}}))
     assert "sklearn" not in report["loaded"] and "joblib" not in report["loaded"], report
 
 
+def test_auto_mode_serves_a_compiled_model_of_numbers_without_unpickling_it(store_uri, tmp_path):
+    """The default mode (MODEL_FORMAT=auto) verifies digits' pickle (its fallback) but serves its
+    model.onnx without unpickling it: scikit-learn is never imported, which is most of a cold start."""
+    script = f"""
+import json, sys
+sys.path.insert(0, {str(ROOT)!r})
+from service.app import create_app, start_model
+app = create_app({{"MODEL_STORE": {store_uri!r}, "MODEL_NAME": "digits", "MODEL_FORMAT": "auto",
+                  "MODEL_CACHE_DIR": {str(tmp_path / 'cache')!r}, "LOG_LEVEL": "WARNING"}})
+assert start_model(app, wait=60), app.extensions["service"].holder.error
+client = app.test_client()
+answer = client.post("/predict", json={{"instances": [[0.0] * 64]}}).status_code
+path = client.get("/model").json["serving"]["path"]
+app.extensions["service"].holder.stop()
+loaded = sorted({{m.split(".")[0] for m in sys.modules}} & {{"sklearn", "joblib"}})
+print(json.dumps({{"answer": answer, "path": path, "loaded": loaded}}))
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                            cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report == {"answer": 200, "path": "onnx", "loaded": []}
+
+
 # ---- a model.onnx that must not be served -------------------------------------------------------------
 @pytest.fixture(scope="module")
 def broken_store(tmp_path_factory, versions):
