@@ -171,46 +171,54 @@ class BufferedWorker(SyncWorker):
         notified = 0.0
         retiring: float | None = None  # when a retiring worker closes its idle connections
         while self.alive or self.pending:
+            now = time.monotonic()
             # The heartbeat is a file-time syscall; the master only needs one within `timeout` (30 s),
-            # not one per request.
-            if time.monotonic() - notified >= _HEARTBEAT:
+            # not one per request. The master's own liveness is checked as often.
+            if now - notified >= _HEARTBEAT:
                 self.notify()
-                notified = time.monotonic()
+                notified = now
+                if not self.is_parent_alive():
+                    return
             if not self.alive:
                 self._listen(False)
                 # A kept connection with no request in flight gets a short grace: a request the
                 # client sends in it is served (with `Connection: close`); then it is closed.
                 if retiring is None:
-                    retiring = time.monotonic() + min(RETIRE_GRACE, self.cfg.graceful_timeout / 2)
+                    retiring = now + min(RETIRE_GRACE, self.cfg.graceful_timeout / 2)
                 for item in self.pending.values():
                     if item.idle and item.deadline > retiring:
                         item.deadline = retiring
                 if not self.pending:
                     break
-            # Like the sync worker: serve whoever is waiting before sleeping in select().
-            elif self._listening and self._accept_ready():
-                continue
-            now = time.monotonic()
-            wait = timeout
+            wait, earliest = timeout, now + timeout
             if self.pending:
-                wait = max(0.0, min(wait, min(p.deadline for p in self.pending.values()) - now))
+                earliest = min(p.deadline for p in self.pending.values())
+                wait = max(0.0, min(wait, earliest - now))
             try:
                 events = self.selector.select(wait)
             except OSError as exc:
                 if exc.errno != errno.EINTR:
                     raise
                 events = []
+            # Connections are accepted when the selector says one waits, not tried on every turn:
+            # with kept-alive connections almost every turn is a request, and a failed accept() is
+            # a system call and an exception.
+            waiting = False
             for key, _ in events:
-                if key.data is None:
+                data = key.data
+                if data is None:
                     with contextlib.suppress(OSError):
                         os.read(self.PIPE[0], 1)
-                elif isinstance(key.data, _Pending):
-                    self._read_more(key.data)
-                # a listener: accepted at the top of the loop
-            self._expire(time.monotonic())
+                elif type(data) is _Pending:
+                    self._read_more(data)
+                else:
+                    waiting = True
+            while waiting and self._listening and self.alive:
+                waiting = self._accept_ready()
+            now = time.monotonic()
+            if now >= earliest:
+                self._expire(now)
             self._listen(self.alive and len(self.pending) < self.max_pending)
-            if not self.is_parent_alive():
-                return
 
     def _accept_ready(self) -> bool:
         """Accept one connection if one is waiting; True if one was."""
@@ -300,9 +308,8 @@ class BufferedWorker(SyncWorker):
         no drained oversized one), so the connection may stay open; then the kept connection is
         returned, holding `rest` (bytes of the next request already read), else None (closed)."""
         client = item.client
-        client.setblocking(True)
         # A request judged complete that still needs bytes, or a client that stops reading its
-        # answer, cannot hold the worker past the read deadline.
+        # answer, cannot hold the worker past the read deadline (a timeout makes the socket block).
         client.settimeout(self.read_timeout)
         keep = framed and self.keepalive > 0 and self.alive
         if self.handle(item.listener, client, item.addr, item.buffer, keep=keep):
