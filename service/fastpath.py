@@ -1,13 +1,15 @@
-"""Direct numpy paths for the two default pipelines: scaling + logistic regression (tabular) and
-tf-idf + logistic regression (text).
+"""A direct numpy path for the default text pipeline: tf-idf + logistic regression.
 
-For one instance, almost all of `predict_proba`'s time is scikit-learn's per-call machinery (input
-validation, the DataFrame check, estimator tags, building a sparse matrix), not the arithmetic:
-0.25 ms of machinery around microseconds of arithmetic for the tabular model, 0.65 ms for the text
-model. For the pipelines this project trains the arithmetic is a few lines, so the service computes
-it directly, reusing the fitted attributes and the vectorizer's own analyzer (same tokens, same
-vocabulary). A direct path is only used after it has reproduced `predict_proba` on sample inputs when
-the model loads; anything else (other estimators, other options, a mismatch) keeps `predict_proba`.
+For one text, almost all of `predict_proba`'s time is scikit-learn's per-call machinery (input
+validation, estimator tags, building a sparse matrix), 0.65 ms of it around microseconds of
+arithmetic. The arithmetic is a few lines, so the service computes it directly, reusing the fitted
+attributes and the vectorizer's own analyzer (same tokens, same vocabulary). The path is only used
+after it has reproduced `predict_proba` on sample texts when the model loads; anything else (other
+estimators, other options, a mismatch) keeps `predict_proba`.
+
+It is the one hand-written inference left: tf-idf does not reach parity in ONNX (onnxruntime
+tokenises and lower-cases differently), while every table of numbers that compiles is served by
+onnxruntime (service/compiled.py), as fast as the numpy path that used to serve it.
 """
 
 from __future__ import annotations
@@ -48,29 +50,6 @@ def _logistic(clf) -> Callable[[np.ndarray], np.ndarray]:
     if len(clf.classes_) <= 2:
         return lambda scores: np.column_stack([1.0 - expit(scores[:, 0]), expit(scores[:, 0])])
     return _softmax
-
-
-def _tabular(estimator) -> Callable[[np.ndarray], np.ndarray] | None:
-    from sklearn.preprocessing import StandardScaler
-
-    steps = _steps(estimator, StandardScaler)
-    if steps is None:
-        return None
-    scaler, clf = steps
-    mean = scaler.mean_ if scaler.with_mean else None
-    scale = scaler.scale_ if scaler.with_std else None
-    coef_t = np.ascontiguousarray(clf.coef_.T)
-    intercept = clf.intercept_
-    link = _logistic(clf)
-
-    def proba(X: np.ndarray) -> np.ndarray:
-        if mean is not None:
-            X = X - mean
-        if scale is not None:
-            X = X / scale
-        return link(X @ coef_t + intercept)
-
-    return proba
 
 
 def _text(estimator) -> Callable[[Sequence[str]], np.ndarray] | None:
@@ -131,17 +110,13 @@ def _vocabulary_texts(estimator, count: int = 20) -> list[str]:
     return texts
 
 
-def compile_proba(estimator, sample) -> Callable | None:
-    """A faster equivalent of `estimator.predict_proba`, checked on `sample` inputs, or None.
-
-    `sample` is a 2-D float array for tabular models or a list of strings for text models.
-    """
-    is_text = isinstance(sample, list)
-    proba = _text(estimator) if is_text else _tabular(estimator)
-    if proba is None or not len(sample) or (not is_text and sample.ndim != 2):
+def compile_proba(estimator, sample: list[str]) -> Callable | None:
+    """A faster equivalent of `estimator.predict_proba` for texts, checked on `sample` and texts made
+    of the model's own vocabulary, or None."""
+    proba = _text(estimator)
+    if proba is None:
         return None
-    if is_text:
-        sample = sample + _vocabulary_texts(estimator)
+    sample = sample + _vocabulary_texts(estimator)
     try:
         if not np.allclose(proba(sample), estimator.predict_proba(sample), rtol=0, atol=TOLERANCE):
             return None

@@ -18,8 +18,9 @@ def test_form_predicts_and_draws_bars(browser, gunicorn_server, tmp_path_factory
     page.goto(gunicorn_server.url + "/")
 
     assert manifest["version"] in page.locator("#model-version").inner_text()
-    # Published without model.onnx: the direct numpy path serves, and the page says so.
-    assert page.locator("#serving-path").get_attribute("data-path") == manifest["serving"]["path"] == "numpy"
+    # Published without model.onnx: scikit-learn serves, and the page says so.
+    path = page.locator("#serving-path").get_attribute("data-path")
+    assert path == manifest["serving"]["path"] == "sklearn"
     assert page.locator("#metric-accuracy").inner_text() == f"{manifest['metrics']['accuracy']:.4f}"
     prefilled = page.locator("#instance").input_value()
     assert [float(v) for v in prefilled.strip("[]").split(",")] == manifest["example"]

@@ -112,7 +112,7 @@ def test_a_reload_onto_a_version_that_is_unpickled_preloads_it(tmp_path, compile
             if served["version"] == plain["version"]:
                 break
             time.sleep(0.1)
-        assert served["version"] == plain["version"] and served["serving"]["path"] == "numpy"
+        assert served["version"] == plain["version"] and served["serving"]["path"] == "sklearn"
         assert "preloaded flask, onnxruntime, joblib, sklearn.pipeline" in server.log()
     finally:
         server.stop()

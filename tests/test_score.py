@@ -359,10 +359,10 @@ def test_a_mixed_table_is_typed_by_column_and_an_unknown_category_is_a_bad_row(t
 
 
 # -- the fast path: a chunk of numbers read and predicted as one matrix ------------------------------
-@pytest.fixture(scope="module", params=["numpy", "onnx"])
+@pytest.fixture(scope="module", params=["sklearn", "onnx"])
 def digits_predictor(request, tmp_path_factory):
-    """The service's Predictor of a published digits version: without model.onnx (the checked numpy
-    path) and with it (onnxruntime)."""
+    """The service's Predictor of a published digits version: without model.onnx (scikit-learn) and
+    with it (onnxruntime)."""
     from model.data import load_dataset
     from model.loader import load_model
     from model.scoring.batch_model import open_predictor

@@ -297,13 +297,11 @@ def test_unexpected_error_is_a_generic_500_with_the_traceback_in_the_log(client,
         def predict_proba(self, X):
             raise RuntimeError("secret internals")
 
-    # The direct numpy path (service.fastpath) is switched off so the broken estimator is called.
     real, predictor.estimator = predictor.estimator, Broken()
-    direct, predictor._direct = predictor._direct, None
     try:
         response = post(client, {"instances": [row64()]}, **{"X-Request-ID": "boom-1"})
     finally:
-        predictor.estimator, predictor._direct = real, direct
+        predictor.estimator = real
     assert response.status_code == 500
     assert response.json == {
         "error": {"code": "internal", "message": "internal error; quote request id boom-1 when reporting it"}
@@ -320,11 +318,11 @@ def test_model_and_health_endpoints(client, served_store):
     body = client.get("/model").json
     serving = body.pop("serving")
     assert body == store.manifest("digits", version)  # the manifest as published, plus how it is served
-    assert serving == {"path": "numpy", "model_format": "auto",
+    assert serving == {"path": "sklearn", "model_format": "auto",
                        "reason": "no model.onnx: the version was published before models were compiled"}
     assert client.get("/health").json == {"status": "alive"}
     assert client.get("/ready").json == {"status": "ready", "model": {"name": "digits", "version": version},
-                                         "path": "numpy"}  # published without model.onnx
+                                         "path": "sklearn"}  # published without model.onnx
     assert client.get("/ping").status_code == 200
 
 

@@ -1,46 +1,16 @@
-"""The direct numpy path answers exactly what predict_proba answers, or is not used at all."""
+"""The direct numpy path (text) answers exactly what predict_proba answers, or is not used at all."""
 
 import numpy as np
 import pytest
-from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import MinMaxScaler
 
-from model.data import load_dataset
 from model.recipes import load_recipe
 from service.fastpath import compile_proba
 from service.predict import Predictor
 
 
-@pytest.mark.parametrize("dataset", ["digits", "iris", "breast_cancer"])
-def test_direct_path_matches_predict_proba(dataset):
-    data = load_dataset(dataset)
-    estimator = load_recipe("logreg").build({}, 0, None).fit(data.X, data.y)
-    proba = compile_proba(estimator, data.X[:5])
-    assert proba is not None
-    rows = np.vstack([data.X, data.X * 3 - 7])
-    np.testing.assert_allclose(proba(rows), estimator.predict_proba(rows), rtol=0, atol=1e-10)
-
-
-def test_other_estimators_keep_predict_proba():
-    data = load_dataset("iris")
-    scaled = load_recipe("logreg").build({}, 0, None)
-    other = Pipeline([("scale", MinMaxScaler()), ("clf", scaled.steps[1][1])]).fit(data.X, data.y)
-    assert compile_proba(other, data.X[:5]) is None
-
-
-def test_a_mismatch_disables_the_direct_path():
-    data = load_dataset("iris")
-    estimator = load_recipe("logreg").build({}, 0, None).fit(data.X, data.y)
-
-    class Drifted(type(estimator)):
-        def predict_proba(self, X):  # stands for any estimator whose arithmetic differs
-            return super().predict_proba(X)[:, ::-1]
-
-    drifted = Drifted(estimator.steps)
-    assert compile_proba(drifted, data.X[:5]) is None
-
-
-def test_predictor_uses_the_direct_path_for_the_default_model(trained_digits):
+def test_a_table_of_numbers_without_model_onnx_is_served_by_scikit_learn(trained_digits):
+    """The hand-written path for scaling + logistic regression is gone: onnxruntime serves that
+    pipeline when it is compiled (as fast), and scikit-learn when it is not."""
     import io
 
     import joblib
@@ -48,7 +18,8 @@ def test_predictor_uses_the_direct_path_for_the_default_model(trained_digits):
     artifact, manifest = trained_digits
     estimator = joblib.load(io.BytesIO(artifact))
     predictor = Predictor(estimator, manifest, max_batch=10)
-    assert predictor.path == "numpy"
+    assert predictor.path == "sklearn"
+    assert compile_proba(estimator, ["a text"]) is None  # not a text pipeline
     rows = [manifest["example"], [0.0] * 64]
     predictions, labels = predictor.predict(predictor.to_matrix(rows))
     expected = estimator.predict_proba(np.asarray(rows))
@@ -82,6 +53,16 @@ def test_binary_text_model_matches():
     proba = compile_proba(estimator, texts[:2])
     assert proba is not None
     np.testing.assert_allclose(proba(texts), estimator.predict_proba(texts), rtol=0, atol=1e-10)
+
+
+def test_a_mismatch_disables_the_direct_path():
+    estimator, texts = _text_model()
+
+    class Drifted(type(estimator)):
+        def predict_proba(self, X):  # stands for any estimator whose arithmetic differs
+            return super().predict_proba(X)[:, ::-1]
+
+    assert compile_proba(Drifted(estimator.steps), texts[:2]) is None
 
 
 def test_text_vectorizer_options_it_does_not_reproduce_keep_predict_proba():

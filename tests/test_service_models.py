@@ -265,7 +265,7 @@ def test_a_classifier_with_neither_probabilities_nor_scores_answers_the_label(mo
 
 
 def test_an_old_manifest_is_served_as_before(trained_digits):
-    """No task, columns, frame or output: a classifier of numbers, on the direct numpy path."""
+    """No task, columns, frame or output: a classifier of numbers, served by scikit-learn."""
     import io
 
     import joblib
@@ -278,7 +278,8 @@ def test_an_old_manifest_is_served_as_before(trained_digits):
                                                                                        "n_features")}
     estimator = joblib.load(io.BytesIO(artifact))
     predictor = Predictor(estimator, old, max_batch=10)
-    assert (predictor.task, predictor.output, predictor.path) == ("classification", "probabilities", "numpy")
+    assert (predictor.task, predictor.output) == ("classification", "probabilities")
+    assert predictor.path == "sklearn"
     predictions, labels = predictor.predict(predictor.to_matrix([old["example"]]))
     assert set(predictions[0]) == {"label", "probabilities"} and labels == [predictions[0]["label"]]
 

@@ -520,17 +520,17 @@ def test_a_model_onnx_that_fails_its_parity_recheck_falls_back_to_the_pickle(bro
     try:
         client = app.test_client()
         serving = client.get("/model").json["serving"]
-        # digits' pipeline has the direct numpy path: that is what serves instead.
-        assert serving["path"] == "numpy"
+        # scikit-learn serves instead.
+        assert serving["path"] == "sklearn"
         assert serving["reason"].startswith("model.onnx fails its parity re-check: probabilities differ by")
-        assert client.get("/ready").json["path"] == "numpy"
+        assert client.get("/ready").json["path"] == "sklearn"
         predictor = app.extensions["service"].holder.predictor
         row = [0.0] * 64
         want = predictor.estimator.predict_proba(np.asarray([row]))[0]
         got = post(client, {"instances": [row]}).json["predictions"][0]["probabilities"]
         np.testing.assert_allclose(list(got.values()), want, rtol=0, atol=1e-12)
         metrics = client.get("/metrics").get_data(as_text=True)
-        assert 'model_serving_path{name="broken",path="numpy",version=' in metrics
+        assert 'model_serving_path{name="broken",path="sklearn",version=' in metrics
     finally:
         app.extensions["service"].holder.stop()
 
